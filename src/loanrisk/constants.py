@@ -1,0 +1,48 @@
+"""Names that everything shares: tables, model names, aliases, the environment prefix."""
+
+from enum import StrEnum
+
+ENV_PREFIX = "LOANRISK_"
+DEFAULT_HOME = ".loanrisk"
+BUILTIN_PROFILE = "lendingclub"
+
+
+class Table(StrEnum):
+    """Warehouse tables (DESIGN.md, "Names that everything shares")."""
+
+    WAREHOUSE_META = "warehouse_meta"
+    INGESTION_BATCHES = "ingestion_batches"
+    BRONZE = "bronze_loans"
+    SILVER = "silver_loans"
+    REJECTS = "silver_rejects"
+    GOLD = "gold_loan_features"
+    PREDICTIONS = "predictions"
+    OUTCOMES = "outcomes"
+    SCORING_RUNS = "scoring_runs"
+    MONITORING_RUNS = "monitoring_runs"
+
+
+class Alias(StrEnum):
+    """Registry aliases; never "latest"."""
+
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+MODEL_NAME = "loan_default_model"
+
+# Columns the warehouse adds to silver and gold, whatever the profile.
+LOAN_ID = "loan_id"
+VINTAGE = "vintage"
+LABEL = "label"
+TARGET_RAW = "target_raw"
+BATCH_ID = "batch_id"
+SOURCE_ROW = "source_row"
+
+
+class Label(StrEnum):
+    """What a raw target value means."""
+
+    BAD = "bad"
+    GOOD = "good"
+    UNKNOWN = "unknown"

@@ -1,0 +1,1 @@
+"""Data stage: synthetic generator, readers, refine (silver) and build (gold)."""

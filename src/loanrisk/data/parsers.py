@@ -1,0 +1,209 @@
+"""Vectorised parsers from raw text (or already-converted values) to typed columns.
+
+Built on Arrow compute kernels so a million rows parse in seconds. Every parser takes
+cleaned text (stripped, "missing" spellings turned into nulls) and returns typed values
+plus a Series of problems indexed by the rows it could not read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, Parser
+
+# Raw spellings of "no value" (after stripping), in the cases people write them.
+_MISSING = ("", "na", "n/a", "nan", "null", "none", "<na>", "nat", "-")
+MISSING_TOKENS = pa.array(sorted({v for m in _MISSING for v in (m, m.upper(), m.title())}))
+_NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_MONTH_FORMATS = ("%b-%Y", "%b-%y", "%Y-%m-%d", "%Y-%m", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+_INT64 = {pa.int64(): pd.Int64Dtype()}
+
+Parsed = tuple[pa.Array, pa.Array]  # typed values, mask of rows that failed
+
+
+def to_arrow_text(raw: pd.Series) -> pa.Array:
+    """A pandas column of raw values as an Arrow string array (nulls kept)."""
+    if isinstance(raw.dtype, pd.ArrowDtype) or raw.dtype == "string":
+        array = pa.array(raw.array)
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+    else:
+        array = pa.array(raw.to_numpy(dtype=object), from_pandas=True)
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        return array.cast(pa.string())
+    return pc.cast(array, pa.string())
+
+
+def clean_arrow(raw: pd.Series) -> pa.Array:
+    """Strip whitespace and turn the usual spellings of "missing" into nulls."""
+    text = pc.utf8_trim_whitespace(to_arrow_text(raw))
+    missing = pc.is_in(text, value_set=MISSING_TOKENS)
+    return pc.if_else(missing, pa.scalar(None, pa.string()), text)
+
+
+def clean_text(raw: pd.Series) -> pd.Series:
+    """Stripped text with missing values as ``None`` (object dtype, same index)."""
+    values = clean_arrow(raw).to_pandas()
+    return pd.Series(values.to_numpy(dtype=object), index=raw.index).where(values.notna().to_numpy(), None)
+
+
+def parse_column(raw: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
+    """Typed values for one column plus the problems, indexed by the failing rows."""
+    text = clean_arrow(raw)
+    values, failed = _parse_distinct(text, _PARSERS[spec.parser])
+    reasons = _reasons(text, failed, _WHAT[spec.parser], raw.index)
+    if spec.parser in NUMERIC_PARSERS:
+        values, range_reasons = _check_range(values, text, spec, raw.index)
+        reasons = pd.concat([reasons, range_reasons]) if len(range_reasons) else reasons
+    return _to_series(values, spec.parser, raw.index), reasons
+
+
+def _parse_distinct(text: pa.Array, parser: Callable[[pa.Array], Parsed]) -> Parsed:
+    """Parse each distinct value once (months, terms and rates repeat a lot)."""
+    encoded = pc.dictionary_encode(text)
+    if len(encoded.dictionary) * 4 > len(text):
+        return parser(text)
+    values, failed = parser(encoded.dictionary)
+    return pc.take(values, encoded.indices), pc.fill_null(pc.take(failed, encoded.indices), False)
+
+
+def _number(text: pa.Array) -> Parsed:
+    try:  # fast path: the whole column is plain numbers
+        values = pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:
+        values = _number_slow(text)
+    values = pc.if_else(pc.is_finite(values), values, pa.scalar(None, pa.float64()))
+    return values, _failed(text, values)
+
+
+def _number_slow(text: pa.Array) -> pa.Array:
+    """Numbers with thousands separators or currency signs; anything else becomes null."""
+    cleaned = pc.replace_substring_regex(text, r"[,$\s]", "")
+    looks_numeric = pc.fill_null(pc.match_substring_regex(cleaned, _NUMBER_RE), False)
+    return pc.cast(pc.if_else(looks_numeric, cleaned, pa.scalar(None, pa.string())), pa.float64())
+
+
+def _integer(text: pa.Array) -> Parsed:
+    values, _ = _number(text)
+    whole = pc.equal(pc.floor(values), values)
+    values = pc.cast(pc.if_else(whole, values, pa.scalar(None, pa.float64())), pa.int64())
+    return values, _failed(text, values)
+
+
+def _percent(text: pa.Array) -> Parsed:
+    has_sign = pc.fill_null(pc.ends_with(text, "%"), False)
+    values, _ = _number(pc.utf8_rtrim(text, characters="%"))
+    values = pc.if_else(has_sign, pc.divide(values, 100.0), values)
+    return values, _failed(text, values)
+
+
+def _int_pattern(pattern: str) -> Callable[[pa.Array], Parsed]:
+    def parse(text: pa.Array) -> Parsed:
+        found = pc.struct_field(pc.extract_regex(text, pattern), [0])
+        values = pc.cast(found, pa.int64())
+        return values, _failed(text, values)
+
+    return parse
+
+
+_term = _int_pattern(r"(?i)^(?P<n>\d+)(?:\.0+)?\s*(?:months?)?$")
+_emp_digits = _int_pattern(r"(?i)^(?P<n>\d+)(?:\.0+)?\s*\+?\s*(?:years?)?$")
+
+
+def _emp_length(text: pa.Array) -> Parsed:
+    under_one = pc.fill_null(pc.match_substring_regex(text, r"(?i)^<\s*1\s*(?:years?)?$"), False)
+    return _emp_digits(pc.if_else(under_one, "0", text))
+
+
+def _month(text: pa.Array) -> Parsed:
+    values = pa.nulls(len(text), pa.timestamp("s"))
+    wanted = pc.sum(pc.is_valid(text)).as_py() or 0
+    for fmt in _MONTH_FORMATS:
+        if (pc.sum(pc.is_valid(values)).as_py() or 0) >= wanted:
+            break
+        parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+        year = pc.year(parsed)
+        plausible = pc.fill_null(pc.and_(pc.greater_equal(year, 1900), pc.less_equal(year, 2100)), False)
+        values = pc.coalesce(values, pc.if_else(plausible, parsed, pa.scalar(None, pa.timestamp("s"))))
+    values = pc.floor_temporal(values, unit="month")
+    return values, _failed(text, values)
+
+
+def _text(text: pa.Array) -> Parsed:
+    return text, pa.repeat(pa.scalar(False), len(text))
+
+
+def _zip3(text: pa.Array) -> Parsed:
+    values = pc.struct_field(pc.extract_regex(text, r"(?i)^(?P<z>\d{3})(?:xx|\d\d)?$"), [0])
+    return values, _failed(text, values)
+
+
+_PARSERS: dict[Parser, Callable[[pa.Array], Parsed]] = {
+    Parser.NUMBER: _number,
+    Parser.INTEGER: _integer,
+    Parser.PERCENT: _percent,
+    Parser.TERM_MONTHS: _term,
+    Parser.EMP_LENGTH: _emp_length,
+    Parser.MONTH: _month,
+    Parser.CATEGORY: _text,
+    Parser.TEXT: _text,
+    Parser.ZIP3: _zip3,
+}
+
+_WHAT = {
+    Parser.NUMBER: "is not a number",
+    Parser.INTEGER: "is not a whole number",
+    Parser.PERCENT: "is not a percentage",
+    Parser.TERM_MONTHS: "is not a term in months (like ' 36 months')",
+    Parser.EMP_LENGTH: "is not a length of employment (like '10+ years')",
+    Parser.MONTH: "is not a month (like 'Dec-2015' or '2015-12-01')",
+    Parser.CATEGORY: "is not valid",
+    Parser.TEXT: "is not valid",
+    Parser.ZIP3: "is not a zip code (like '860xx')",
+}
+
+
+def _failed(text: pa.Array, values: pa.Array) -> pa.Array:
+    """Rows that had a value but did not parse."""
+    return pc.and_(pc.is_valid(text), pc.is_null(values))
+
+
+def _reasons(text: pa.Array, failed: pa.Array, what: str, index: pd.Index) -> pd.Series:
+    rows = np.flatnonzero(failed.to_numpy(zero_copy_only=False))
+    if not len(rows):
+        return pd.Series([], dtype=object)
+    shown = pc.take(text, pa.array(rows)).to_pylist()
+    return pd.Series([f"{v!r} {what}" for v in shown], index=index[rows], dtype=object)
+
+
+def _check_range(
+    values: pa.Array, text: pa.Array, spec: ColumnSpec, index: pd.Index
+) -> tuple[pa.Array, pd.Series]:
+    reasons: list[pd.Series] = []
+    for bound, compare, word in ((spec.min, pc.less, "below the minimum"),
+                                 (spec.max, pc.greater, "above the maximum")):
+        if bound is None:
+            continue
+        outside = pc.fill_null(compare(pc.cast(values, pa.float64()), bound), False)
+        if pc.any(outside).as_py():
+            reasons.append(_reasons(text, outside, f"is {word} {bound:g}", index))
+            values = pc.if_else(outside, pa.scalar(None, values.type), values)
+    return values, (pd.concat(reasons) if reasons else pd.Series([], dtype=object))
+
+
+def _to_series(values: pa.Array, parser: Parser, index: pd.Index) -> pd.Series:
+    if parser is Parser.MONTH:
+        out = values.cast(pa.timestamp("ns")).to_pandas()
+    elif pa.types.is_integer(values.type):
+        out = values.to_pandas(types_mapper=_INT64.get)
+    elif pa.types.is_floating(values.type):
+        out = values.to_pandas()
+    else:
+        out = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
+    return pd.Series(out.to_numpy() if not isinstance(out.dtype, pd.Int64Dtype) else out.array,
+                     index=index, name=None)

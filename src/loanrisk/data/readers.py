@@ -1,0 +1,260 @@
+"""Stream raw loan files (CSV, CSV.gz, Parquet; local paths or fsspec URLs) as text chunks.
+
+Every value comes out as text (or null), exactly as written in the file, so bronze keeps
+the raw truth and the profile's parsers do all the interpretation. Memory stays bounded by
+the chunk size whatever the file size.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from loanrisk.errors import InputFileError
+
+SUFFIXES = (".csv", ".csv.gz", ".parquet")
+_GZIP_MAGIC = b"\x1f\x8b"
+_PARQUET_MAGIC = b"PAR1"
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """One input file: where it is, how big, and the hash of its bytes."""
+
+    url: str
+    size: int
+    content_hash: str
+
+
+def expand_sources(sources: list[str]) -> list[str]:
+    """Files, globs and folders (local or fsspec URLs) -> a sorted list of file URLs."""
+    found: list[str] = []
+    for source in sources:
+        fs, path = fsspec.core.url_to_fs(source)
+        protocol = _protocol_prefix(source)
+        if any(ch in path for ch in "*?["):
+            matches = sorted(fs.glob(path))
+            if not matches:
+                raise InputFileError(f"{source}: no file matches this pattern")
+        elif fs.isdir(path):
+            matches = sorted(p for p in fs.find(path) if p.lower().endswith(SUFFIXES))
+            if not matches:
+                raise InputFileError(
+                    f"{source}: folder holds no {', '.join(SUFFIXES)} file"
+                )
+        elif fs.exists(path):
+            matches = [path]
+        else:
+            raise InputFileError(f"{source}: no such file or folder")
+        found.extend(protocol + m if protocol else m for m in matches)
+    return list(dict.fromkeys(found))
+
+
+def describe(url: str) -> RawFile:
+    """Size and SHA-256 of a file's bytes (one streaming pass)."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with fsspec.open(url, "rb") as handle:
+            while block := handle.read(4 << 20):
+                digest.update(block)
+                size += len(block)
+    except OSError as exc:
+        raise InputFileError(f"{url}: cannot read the file: {exc}") from exc
+    if size == 0:
+        raise InputFileError(f"{url}: the file is empty (0 bytes)")
+    return RawFile(url=url, size=size, content_hash=digest.hexdigest())
+
+
+def read_chunks(
+    url: str,
+    *,
+    chunk_size: int,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Raw rows as frames of Arrow-backed strings, indexed by 1-based source row number."""
+    header = read_header(url, encoding=encoding, delimiter=delimiter)
+    handle: IO[bytes] = fsspec.open(url, "rb").open()
+    counted = _CountingReader(handle, on_bytes)
+    try:
+        head = counted.peek(4)
+        if head[:4] == _PARQUET_MAGIC:
+            batches = _parquet_batches(counted, chunk_size)
+        else:
+            batches = _csv_batches(counted, url, header, gz=head[:2] == _GZIP_MAGIC,
+                                   encoding=encoding, delimiter=delimiter)
+        first_row = 1
+        for table in _rebatch(batches, chunk_size):
+            frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+            frame.index = pd.RangeIndex(first_row, first_row + len(frame))
+            first_row += len(frame)
+            yield frame
+        if first_row == 1:
+            raise InputFileError(f"{url}: the file has a header but no rows")
+    finally:
+        handle.close()
+
+
+def read_header(url: str, *, encoding: str = "utf-8", delimiter: str = ",") -> list[str]:
+    """Column names of a file, without reading its rows."""
+    with fsspec.open(url, "rb") as handle:
+        counted = _CountingReader(handle, None)
+        head = counted.peek(4)
+        if head[:4] == _PARQUET_MAGIC:
+            try:
+                return list(pq.ParquetFile(counted).schema_arrow.names)
+            except (pa.ArrowException, OSError) as exc:
+                raise InputFileError(f"{url}: not a readable Parquet file: {exc}") from exc
+        stream: IO[bytes] = counted
+        if head[:2] == _GZIP_MAGIC:
+            stream = pa.CompressedInputStream(pa.PythonFile(counted, mode="r"), "gzip")
+        try:
+            line = io.TextIOWrapper(stream, encoding=encoding, newline="").readline()
+        except (UnicodeDecodeError, pa.ArrowException, OSError, EOFError, zlib.error) as exc:
+            raise _unreadable(url, exc, encoding) from exc
+        if not line.strip():
+            raise InputFileError(f"{url}: the file is empty (no header line)")
+        return next(csv.reader([line], delimiter=delimiter))
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _protocol_prefix(source: str) -> str:
+    if "://" in source:
+        return source.split("://", 1)[0] + "://"
+    return ""
+
+
+class _CountingReader(io.RawIOBase):
+    """A read-only wrapper that reports bytes read (for a progress bar) and can peek."""
+
+    def __init__(self, inner: IO[bytes], on_bytes: Callable[[int], None] | None) -> None:
+        self._inner = inner
+        self._on_bytes = on_bytes
+        self._peeked = b""
+
+    def peek(self, size: int) -> bytes:
+        if len(self._peeked) < size:
+            self._peeked += self._inner.read(size - len(self._peeked))
+        return self._peeked[:size]
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._inner.seekable() and not self._peeked
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._peeked = b""
+        return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell() - len(self._peeked)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), len(self._peeked))
+        view[:n] = self._peeked[:n]
+        self._peeked = self._peeked[n:]
+        if n < len(view):
+            data = self._inner.read(len(view) - n)
+            view[n : n + len(data)] = data
+            n += len(data)
+        if self._on_bytes is not None and n:
+            self._on_bytes(n)
+        return n
+
+
+def _csv_batches(
+    handle: _CountingReader, url: str, header: list[str], *, gz: bool, encoding: str,
+    delimiter: str,
+) -> Iterator[pa.RecordBatch]:
+    stream: Any = pa.PythonFile(handle, mode="r")
+    if gz:
+        stream = pa.CompressedInputStream(stream, "gzip")
+    try:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(encoding=encoding, block_size=8 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True,
+                quoted_strings_can_be_null=True, null_values=[""],
+            ),
+        )
+        for batch in reader:
+            yield batch
+    except (pa.ArrowException, OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise _unreadable(url, exc, encoding) from exc
+
+
+def _parquet_batches(handle: _CountingReader, chunk_size: int) -> Iterator[pa.RecordBatch]:
+    try:
+        parquet = pq.ParquetFile(handle)
+        for batch in parquet.iter_batches(batch_size=chunk_size):
+            yield pa.RecordBatch.from_arrays(
+                [_as_text(column) for column in batch.columns], names=batch.schema.names
+            )
+    except (pa.ArrowException, OSError) as exc:
+        raise InputFileError(f"not a readable Parquet file: {exc}") from exc
+
+
+def _as_text(column: pa.Array) -> pa.Array:
+    if pa.types.is_string(column.type):
+        return column
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column.cast(pa.string())
+
+
+def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Exactly ``rows`` rows per table (the last one may be shorter)."""
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in batches:
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, pending_rows = rest.to_batches(), rest.num_rows
+    if pending_rows:
+        yield pa.Table.from_batches(pending)
+
+
+def _unreadable(url: str, exc: BaseException, encoding: str) -> InputFileError:
+    text = str(exc)
+    lowered = text.lower()
+    if "utf8" in lowered or "utf-8" in lowered or isinstance(exc, UnicodeDecodeError):
+        return InputFileError(
+            f"{url}: the file holds bytes that are not valid {encoding} text ({text}). "
+            "If it was saved as Latin-1 or Windows-1252, pass --encoding latin-1."
+        )
+    if "gzip" in lowered or "zlib" in lowered or isinstance(exc, EOFError | zlib.error):
+        return InputFileError(f"{url}: the gzip data is truncated or corrupt ({text})")
+    if "empty" in lowered:
+        return InputFileError(f"{url}: the file is empty")
+    if "expected" in lowered and "columns" in lowered:
+        return InputFileError(
+            f"{url}: a row has a different number of fields than the header ({text}); "
+            "check the delimiter and quoting"
+        )
+    return InputFileError(f"{url}: cannot be read as CSV: {text}")
+
+

@@ -1,0 +1,215 @@
+"""Refine: raw text rows -> typed, validated silver rows plus rejects with reasons.
+
+Pure functions on frames: the warehouse, training and the packaged model all call these.
+The raw frame's index is the source row number; it is never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loanrisk.constants import LABEL, LOAN_ID, SOURCE_ROW, TARGET_RAW, VINTAGE, Label
+from loanrisk.data.parsers import clean_arrow, clean_text, parse_column
+from loanrisk.errors import InputFileError
+from loanrisk.profiles.model import Parser, Profile, normalise_header
+
+REJECT_COLUMNS = [SOURCE_ROW, LOAN_ID, "column_name", "reason"]
+_LABEL_VALUE = {Label.BAD: 1, Label.GOOD: 0}
+
+
+@dataclass(frozen=True)
+class RefineResult:
+    """Typed rows that passed validation, and one reject row per row that did not."""
+
+    silver: pd.DataFrame
+    rejects: pd.DataFrame
+
+
+def map_headers(columns: Iterable[str], profile: Profile) -> dict[str, str]:
+    """Raw header -> profile column for the headers the profile knows (by name or alias)."""
+    lookup = profile.header_lookup()
+    mapping: dict[str, str] = {}
+    for raw in columns:
+        name = lookup.get(normalise_header(str(raw)))
+        if name is not None and name not in mapping.values():
+            mapping[str(raw)] = name
+    return mapping
+
+
+def check_columns(columns: list[str], profile: Profile, *, source: str = "input") -> dict[str, str]:
+    """Header mapping, or an error naming the required columns that are missing."""
+    mapping = map_headers(columns, profile)
+    missing = [c for c in profile.required if c not in mapping.values()]
+    if missing:
+        shown = ", ".join(repr(c) for c in columns[:12]) + (" ..." if len(columns) > 12 else "")
+        hint = ""
+        if len(columns) == 1:
+            for sep in (";", "\t", "|"):
+                if sep in columns[0]:
+                    hint = f" The header contains {sep!r}: is the delimiter {sep!r}?"
+                    break
+        raise InputFileError(
+            f"{source} is not a {profile.name} loan file: required column(s) "
+            f"{', '.join(missing)} missing. Found {len(columns)} column(s): {shown}.{hint}"
+        )
+    return mapping
+
+
+def row_keys(raw: pd.DataFrame) -> pd.Series:
+    """A stable key per row from its content, for files without an id column.
+
+    Pass the columns in a fixed order (the caller sorts by profile name), so the same
+    values give the same key whatever the file's column order.
+    """
+    joined = pd.Series("", index=raw.index, dtype=object)
+    for column in raw.columns:
+        joined = joined + "\x1f" + clean_text(raw[column]).fillna("")
+    return joined.map(lambda s: "h" + hashlib.blake2b(s.encode(), digest_size=10).hexdigest())
+
+
+def refine(raw: pd.DataFrame, profile: Profile) -> RefineResult:
+    """Parse, validate and label raw rows; rows with any problem become rejects."""
+    mapping = check_columns(list(map(str, raw.columns)), profile)
+    by_name = {name: raw_name for raw_name, name in mapping.items()}
+    problems: list[pd.DataFrame] = []
+    typed: dict[str, pd.Series] = {}
+
+    for name, spec in profile.columns.items():
+        if name not in by_name:
+            continue
+        values, bad = parse_column(raw[by_name[name]], spec)
+        typed[name] = values
+        if spec.required:
+            missing = values.isna() & ~values.index.isin(bad.index)
+            bad = pd.concat([bad, pd.Series("required value is missing", index=raw.index[missing])])
+        if len(bad):
+            problems.append(pd.DataFrame({"column_name": name, "reason": bad.astype(str)}))
+
+    loan_id = _loan_ids(raw, profile, by_name, problems)
+    label, target_raw = _labels(typed, profile, problems)
+
+    silver = pd.DataFrame(index=raw.index)
+    silver[LOAN_ID] = loan_id
+    silver[SOURCE_ROW] = raw.index.astype("int64")
+    silver[VINTAGE] = (typed[profile.vintage] if profile.vintage in typed
+                       else pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]"))
+    silver[LABEL] = label
+    silver[TARGET_RAW] = target_raw
+    for name in profile.silver_columns:
+        silver[name] = typed[name] if name in typed else _empty(profile.columns[name].parser, raw.index)
+
+    rejects = _collect(problems, loan_id)
+    silver = silver.loc[~silver.index.isin(rejects[SOURCE_ROW])]
+    return RefineResult(silver=silver.reset_index(drop=True), rejects=rejects)
+
+
+def drop_duplicate_ids(silver: pd.DataFrame, seen: set[str] | frozenset[str]) -> RefineResult:
+    """Keep the first row of each loan id; later rows (here or already ``seen``) are rejected."""
+    ids = silver[LOAN_ID]
+    known = np.fromiter((k in seen for k in ids), dtype=bool, count=len(ids))
+    repeated = ids.duplicated(keep="first") | known
+    dupes = silver.loc[repeated, [SOURCE_ROW, LOAN_ID]].copy()
+    dupes["column_name"] = LOAN_ID
+    dupes["reason"] = "duplicate loan id: an earlier row of this file has the same id"
+    return RefineResult(silver=silver.loc[~repeated].reset_index(drop=True),
+                        rejects=dupes[REJECT_COLUMNS].reset_index(drop=True))
+
+
+def _loan_ids(
+    raw: pd.DataFrame, profile: Profile, by_name: dict[str, str], problems: list[pd.DataFrame]
+) -> pd.Series:
+    id_column = profile.id.column
+    if id_column is not None and id_column in by_name:
+        # Parquet and spreadsheets turn 1077501 into '1077501.0'; keep ids stable.
+        ids = _as_object(pc.replace_substring_regex(clean_arrow(raw[by_name[id_column]]),
+                                                    r"^(\d+)\.0+$", r"\1"), raw.index)
+        missing = ids.isna()
+        if missing.any():
+            problems.append(
+                pd.DataFrame(
+                    {"column_name": id_column, "reason": "the loan id is missing"},
+                    index=raw.index[missing],
+                )
+            )
+        return ids
+    return row_keys(raw[[by_name[name] for name in sorted(by_name)]])
+
+
+def _labels(
+    typed: dict[str, pd.Series], profile: Profile, problems: list[pd.DataFrame]
+) -> tuple[pd.Series, pd.Series]:
+    target = profile.target.column
+    if target not in typed:
+        index = next(iter(typed.values())).index
+        return pd.Series(pd.NA, index=index, dtype="Int64"), pd.Series(None, index=index, dtype=object)
+    raw_values = typed[target]
+    tokens = pc.utf8_lower(pc.replace_substring_regex(pa.array(raw_values, pa.string()), r"\s+", " "))
+    kinds = _as_object(tokens, raw_values.index).map(profile.target.mapping())
+    unknown_value = raw_values.notna() & kinds.isna()
+    if unknown_value.any():
+        expected = len(profile.target.bad) + len(profile.target.good) + len(profile.target.unknown)
+        problems.append(
+            pd.DataFrame(
+                {
+                    "column_name": target,
+                    "reason": raw_values[unknown_value].map(
+                        lambda v: f"{v!r} is not one of the {expected} values the profile "
+                        "lists as bad, good or unknown"
+                    ),
+                }
+            )
+        )
+    label = kinds.map(_LABEL_VALUE).astype("Int64")
+    return label, raw_values
+
+
+def _collect(problems: list[pd.DataFrame], loan_id: pd.Series) -> pd.DataFrame:
+    if not problems:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in REJECT_COLUMNS}).astype(
+            {SOURCE_ROW: "int64"}
+        )
+    every = pd.concat(problems)
+    every["text"] = every["column_name"] + ": " + every["reason"]
+    grouped = every.groupby(level=0, sort=True)
+    rejects = pd.DataFrame(
+        {
+            "column_name": grouped["column_name"].first(),
+            "reason": grouped["text"].agg("; ".join),
+        }
+    )
+    rejects[SOURCE_ROW] = rejects.index.astype("int64")
+    rejects[LOAN_ID] = loan_id.reindex(rejects.index)
+    return rejects[REJECT_COLUMNS].reset_index(drop=True)
+
+
+def _empty(parser: Parser, index: pd.Index) -> pd.Series:
+    if parser is Parser.MONTH:
+        return pd.Series(pd.NaT, index=index, dtype="datetime64[ns]")
+    if parser in (Parser.INTEGER, Parser.TERM_MONTHS, Parser.EMP_LENGTH):
+        return pd.Series(pd.NA, index=index, dtype="Int64")
+    if parser in (Parser.NUMBER, Parser.PERCENT):
+        return pd.Series(float("nan"), index=index, dtype="float64")
+    return pd.Series(None, index=index, dtype=object)
+
+
+__all__ = [
+    "REJECT_COLUMNS",
+    "RefineResult",
+    "check_columns",
+    "drop_duplicate_ids",
+    "map_headers",
+    "refine",
+    "row_keys",
+]
+
+
+def _as_object(values: pa.Array, index: pd.Index) -> pd.Series:
+    """An Arrow string array as an object Series with ``None`` for nulls."""
+    return pd.Series(values.to_numpy(zero_copy_only=False), index=index, dtype=object)

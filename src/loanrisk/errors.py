@@ -1,0 +1,21 @@
+"""One root exception; the command line and the API translate these at the edge."""
+
+
+class LoanriskError(Exception):
+    """Root of every error loanrisk raises on purpose."""
+
+
+class ConfigError(LoanriskError):
+    """Settings that cannot work (bad URL, unwritable home folder, ...)."""
+
+
+class ProfileError(LoanriskError):
+    """A dataset profile file that is missing, malformed or inconsistent."""
+
+
+class InputFileError(LoanriskError):
+    """An input file that cannot be read as loans (missing columns, bad encoding, ...)."""
+
+
+class WarehouseError(LoanriskError):
+    """The warehouse is unreachable or in a state that forbids the operation."""

@@ -1,0 +1,239 @@
+"""The dataset profile: a declarative description of one loan dataset."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from loanrisk.constants import BATCH_ID, LABEL, LOAN_ID, SOURCE_ROW, TARGET_RAW, VINTAGE, Label
+
+
+class Parser(StrEnum):
+    """How a raw text value becomes a typed value."""
+
+    NUMBER = "number"  # '1,200.50', '$900' -> float
+    INTEGER = "integer"  # '3', '3.0' -> whole number
+    PERCENT = "percent"  # '13.56%' -> 0.1356; a bare number is taken as a fraction
+    TERM_MONTHS = "term_months"  # ' 36 months', '36' -> 36
+    EMP_LENGTH = "emp_length"  # '10+ years' -> 10, '< 1 year' -> 0, 'n/a' -> missing
+    MONTH = "month"  # 'Dec-2015', '2015-12-01', '2015-12' -> first day of the month
+    CATEGORY = "category"  # stripped text with a small set of values
+    TEXT = "text"  # free text, never a model feature
+    ZIP3 = "zip3"  # '860xx', '860' -> '860'
+
+
+NUMERIC_PARSERS = frozenset(
+    {Parser.NUMBER, Parser.INTEGER, Parser.PERCENT, Parser.TERM_MONTHS, Parser.EMP_LENGTH}
+)
+STRING_PARSERS = frozenset({Parser.CATEGORY, Parser.TEXT, Parser.ZIP3})
+
+
+class Role(StrEnum):
+    """What a column is for."""
+
+    FEATURE = "feature"  # an application-time field the model may use
+    ID = "id"
+    VINTAGE = "vintage"
+    TARGET = "target"
+    LEAKAGE = "leakage"  # known only after origination: never a feature
+    INFO = "info"  # kept in silver for people, never a feature (free text, ...)
+
+
+class ColumnSpec(BaseModel):
+    """One raw column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parser: Parser
+    role: Role = Role.FEATURE
+    required: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    aliases: list[str] = Field(default_factory=list)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ColumnSpec:
+        if (self.min is not None or self.max is not None) and self.parser not in NUMERIC_PARSERS:
+            raise ValueError(f"min/max only apply to numeric parsers, not {self.parser.value!r}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        if self.role is Role.FEATURE and self.parser is Parser.TEXT:
+            raise ValueError("free text cannot be a feature; give it role 'info'")
+        if self.role is Role.FEATURE and self.parser is Parser.MONTH:
+            raise ValueError(
+                "a date cannot be a feature itself; give it role 'info' and derive from it "
+                "(op months_between)"
+            )
+        return self
+
+
+class IdSpec(BaseModel):
+    """The loan id, or how to derive a stable row key when a file has none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str | None = None
+    derive: Literal["content_hash"] = "content_hash"
+
+
+class TargetSpec(BaseModel):
+    """The outcome column and which raw values mean bad, good or not yet known."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str
+    bad: list[str]
+    good: list[str]
+    unknown: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> TargetSpec:
+        if not self.bad or not self.good:
+            raise ValueError("target needs at least one 'bad' and one 'good' value")
+        seen: dict[str, str] = {}
+        for kind, values in (("bad", self.bad), ("good", self.good), ("unknown", self.unknown)):
+            for value in values:
+                key = normalise_token(value)
+                if key in seen:
+                    raise ValueError(f"target value {value!r} is listed as {seen[key]} and {kind}")
+                seen[key] = kind
+        return self
+
+    def mapping(self) -> dict[str, Label]:
+        """Normalised raw value -> label kind."""
+        out: dict[str, Label] = {}
+        for kind, values in ((Label.BAD, self.bad), (Label.GOOD, self.good)):
+            out.update({normalise_token(v): kind for v in values})
+        out.update({normalise_token(v): Label.UNKNOWN for v in self.unknown})
+        return out
+
+
+class DerivedSpec(BaseModel):
+    """A feature computed from other columns at build time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    op: Literal["mean", "ratio", "months_between"]
+    inputs: list[str]
+    scale: float = 1.0
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _arity(self) -> DerivedSpec:
+        if len(self.inputs) != 2:
+            raise ValueError(f"op {self.op!r} takes exactly two inputs, got {len(self.inputs)}")
+        return self
+
+
+RESERVED = frozenset({LOAN_ID, VINTAGE, LABEL, TARGET_RAW, BATCH_ID, SOURCE_ROW})
+
+
+class Profile(BaseModel):
+    """A dataset profile (see ``profiles/lendingclub.yaml`` for a commented example)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    description: str = ""
+    id: IdSpec = IdSpec()
+    vintage: str | None = None
+    target: TargetSpec
+    columns: dict[str, ColumnSpec]
+    derived: dict[str, DerivedSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        names = set(self.columns)
+        clash = (names | set(self.derived)) & RESERVED
+        if clash:
+            raise ValueError(f"column names {sorted(clash)} are reserved by the warehouse")
+        both = names & set(self.derived)
+        if both:
+            raise ValueError(f"{sorted(both)} are declared both as columns and as derived")
+        if self.id.column is not None and self.id.column not in names:
+            raise ValueError(f"id column {self.id.column!r} is not declared under columns")
+        if self.target.column not in names:
+            raise ValueError(f"target column {self.target.column!r} is not declared under columns")
+        if self.columns[self.target.column].role is not Role.TARGET:
+            raise ValueError(f"target column {self.target.column!r} must have role 'target'")
+        if self.vintage is not None:
+            spec = self.columns.get(self.vintage)
+            if spec is None:
+                raise ValueError(f"vintage column {self.vintage!r} is not declared under columns")
+            if spec.parser is not Parser.MONTH:
+                raise ValueError(f"vintage column {self.vintage!r} must use the 'month' parser")
+        for name, derived in self.derived.items():
+            for source in derived.inputs:
+                if source not in names:
+                    raise ValueError(f"derived feature {name!r} uses undeclared column {source!r}")
+                if self.columns[source].role in (Role.LEAKAGE, Role.TARGET):
+                    raise ValueError(f"derived feature {name!r} uses leakage column {source!r}")
+            wanted_month = derived.op == "months_between"
+            for source in derived.inputs:
+                is_month = self.columns[source].parser is Parser.MONTH
+                if is_month != wanted_month:
+                    raise ValueError(
+                        f"derived feature {name!r}: op {derived.op!r} "
+                        f"{'needs' if wanted_month else 'cannot use'} month column {source!r}"
+                    )
+        lookup: dict[str, str] = {}
+        for name, spec in self.columns.items():
+            for raw in [name, *spec.aliases]:
+                key = normalise_header(raw)
+                if key in lookup and lookup[key] != name:
+                    raise ValueError(f"header {raw!r} would map to both {lookup[key]!r} and {name!r}")
+                lookup[key] = name
+        return self
+
+    @property
+    def required(self) -> list[str]:
+        return [n for n, c in self.columns.items() if c.required]
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Raw columns the model may use, in profile order."""
+        return [n for n, c in self.columns.items() if c.role is Role.FEATURE]
+
+    @property
+    def leakage_columns(self) -> list[str]:
+        return [n for n, c in self.columns.items() if c.role is Role.LEAKAGE]
+
+    @property
+    def silver_columns(self) -> list[str]:
+        """Typed columns stored in silver: every declared column but the id and target."""
+        return [
+            n for n, c in self.columns.items() if c.role not in (Role.ID, Role.TARGET)
+        ]
+
+    @property
+    def gold_features(self) -> list[str]:
+        """Model inputs in gold: feature columns then derived features."""
+        return [*self.feature_columns, *self.derived]
+
+    def header_lookup(self) -> dict[str, str]:
+        """Normalised raw header (name or alias) -> profile column name."""
+        return {
+            normalise_header(raw): name
+            for name, spec in self.columns.items()
+            for raw in [name, *spec.aliases]
+        }
+
+    def describe(self, feature: str) -> str:
+        """Plain-language text for a feature (used by reason codes)."""
+        if feature in self.columns:
+            return self.columns[feature].description or feature
+        if feature in self.derived:
+            return self.derived[feature].description or feature
+        return feature
+
+
+def normalise_header(name: str) -> str:
+    return name.strip().lower().replace(" ", "_")
+
+
+def normalise_token(value: str) -> str:
+    return " ".join(value.split()).lower()

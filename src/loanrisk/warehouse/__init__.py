@@ -1,0 +1,1 @@
+"""The medallion warehouse: engine, schema (Alembic-owned), bulk loads and ingestion."""

@@ -1,0 +1,111 @@
+"""Bulk writes of frames: COPY on PostgreSQL, executemany on SQLite; keyed upserts."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+
+_COPY_PIECE = 4 << 20
+
+
+def write_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, *,
+                into: str | None = None) -> None:
+    """Append ``frame`` (columns named like ``table``'s) to ``table`` or to table ``into``."""
+    if frame.empty:
+        return
+    arrow = _to_arrow(table, frame)
+    name = into or table.name
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c) for c in arrow.column_names)
+    if conn.dialect.name == "postgresql":
+        _copy(conn, f"COPY {quote(name)} ({columns}) FROM STDIN WITH (FORMAT csv)", arrow)
+        return
+    marks = ", ".join("?" for _ in arrow.column_names)
+    rows = list(zip(*(_sqlite_values(column) for column in arrow.columns), strict=True))
+    conn.exec_driver_sql(f"INSERT INTO {quote(name)} ({columns}) VALUES ({marks})", rows)
+
+
+def upsert_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, *, key: str,
+                 touched: str | None = None) -> tuple[int, int]:
+    """Insert or replace rows by ``key``; returns (new rows, updated rows).
+
+    Rows whose keys are all new go straight in (COPY on PostgreSQL); otherwise they pass
+    through a temporary stage table and ``INSERT ... ON CONFLICT DO UPDATE``.
+    ``touched`` names a timestamp column set to now on update.
+    """
+    if frame.empty:
+        return 0, 0
+    if not existing_keys(conn, table, key, frame[key]):
+        write_frame(conn, table, frame)
+        return len(frame), 0
+    quote = conn.dialect.identifier_preparer.quote
+    stage = f"stage_{table.name}"
+    target, q_stage, q_key = quote(table.name), quote(stage), quote(key)
+    columns = [str(c) for c in frame.columns]
+    listed = ", ".join(quote(c) for c in columns)
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {q_stage} AS SELECT {listed} FROM {target} WHERE 1 = 0"
+    )
+    conn.exec_driver_sql(f"DELETE FROM {q_stage}")
+    write_frame(conn, table, frame, into=stage)
+    updated = conn.exec_driver_sql(
+        f"SELECT count(*) FROM {q_stage} s WHERE EXISTS "
+        f"(SELECT 1 FROM {target} t WHERE t.{q_key} = s.{q_key})"
+    ).scalar_one()
+    assignments = [f"{quote(c)} = excluded.{quote(c)}" for c in columns if c != key]
+    if touched is not None:
+        assignments.append(f"{quote(touched)} = CURRENT_TIMESTAMP")
+    conn.exec_driver_sql(
+        f"INSERT INTO {target} ({listed}) SELECT {listed} FROM {q_stage} WHERE true "
+        f"ON CONFLICT ({q_key}) DO UPDATE SET {', '.join(assignments)}"
+    )
+    conn.exec_driver_sql(f"DELETE FROM {q_stage}")
+    return len(frame) - int(updated), int(updated)
+
+
+def existing_keys(conn: sa.Connection, table: sa.Table, key: str, keys: pd.Series) -> int:
+    """How many of ``keys`` are already in ``table``."""
+    quote = conn.dialect.identifier_preparer.quote
+    values = [str(k) for k in keys]
+    if conn.dialect.name == "postgresql":
+        # One text parameter split server-side: far cheaper than binding a big array.
+        sql = (f"SELECT count(*) FROM {quote(table.name)} "
+               f"WHERE {quote(key)} = ANY(string_to_array(%(keys)s, E'\\x1f'))")
+        return int(conn.exec_driver_sql(sql, {"keys": "\x1f".join(values)}).scalar_one())
+    sql = (f"SELECT count(*) FROM {quote(table.name)} "
+           f"WHERE {quote(key)} IN (SELECT value FROM json_each(?))")
+    return int(conn.exec_driver_sql(sql, (json.dumps(values),)).scalar_one())
+
+
+def _to_arrow(table: sa.Table, frame: pd.DataFrame) -> pa.Table:
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    for i, name in enumerate(arrow.column_names):
+        column_type = table.c[name].type
+        if isinstance(column_type, sa.Date) and not pa.types.is_date(arrow.column(i).type):
+            arrow = arrow.set_column(i, name, pc.cast(arrow.column(i), pa.date32()))
+        elif pa.types.is_null(arrow.column(i).type):
+            arrow = arrow.set_column(i, name, arrow.column(i).cast(pa.string()))
+    return arrow
+
+
+def _copy(conn: sa.Connection, sql: str, arrow: pa.Table) -> None:
+    buffer = io.BytesIO()
+    pacsv.write_csv(arrow, buffer, write_options=pacsv.WriteOptions(include_header=False))
+    data = buffer.getbuffer()
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(sql) as copy:
+        for start in range(0, len(data), _COPY_PIECE):
+            copy.write(data[start : start + _COPY_PIECE])
+
+
+def _sqlite_values(column: pa.ChunkedArray) -> list[object]:
+    if pa.types.is_date(column.type) or pa.types.is_timestamp(column.type):
+        column = pc.cast(column, pa.string())
+    return column.to_pylist()

@@ -1,0 +1,72 @@
+"""Engines and migrations. The warehouse is SQLite by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from loanrisk.config import mask_url
+from loanrisk.constants import Table
+from loanrisk.errors import WarehouseError
+from loanrisk.profiles.loader import profile_fingerprint
+from loanrisk.profiles.model import Profile
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(url: str, *, echo: bool = False) -> sa.Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    try:
+        engine = sa.create_engine(url, echo=echo, future=True)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        raise WarehouseError(f"cannot use warehouse URL {mask_url(url)}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def migrate(engine: sa.Engine, profile: Profile) -> None:
+    """Bring the schema to the latest revision; refuse a warehouse built for another profile."""
+    try:
+        with engine.begin() as conn:
+            _check_profile(conn, profile)
+            config = Config()
+            config.set_main_option(
+                "script_location", str(resources.files("loanrisk.warehouse") / "migrations")
+            )
+            config.attributes["connection"] = conn
+            config.attributes["profile"] = profile
+            command.upgrade(config, "head")
+    except OperationalError as exc:
+        raise WarehouseError(
+            f"cannot reach the warehouse at {mask_url(str(engine.url.render_as_string(False)))}: "
+            f"{exc.orig}"
+        ) from exc
+
+
+def _check_profile(conn: sa.Connection, profile: Profile) -> None:
+    if not sa.inspect(conn).has_table(Table.WAREHOUSE_META):
+        return
+    rows = dict(conn.execute(sa.text(f"SELECT key, value FROM {Table.WAREHOUSE_META}")).all())
+    stored = rows.get("profile_fingerprint")
+    if stored is not None and stored != profile_fingerprint(profile):
+        raise WarehouseError(
+            f"this warehouse was created for profile {rows.get('profile')!r} with other columns "
+            f"(fingerprint {stored}, now {profile_fingerprint(profile)}); use another home "
+            "folder or warehouse URL for this profile"
+        )
