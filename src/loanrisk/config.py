@@ -105,7 +105,7 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         data["warehouse"]["url"] = mask_url(self.warehouse_url)
         data["home"] = str(self.home.resolve())
-        data["landing_dir"] = str(self.landing_dir)
+        data["data"]["landing_dir"] = str(self.landing_dir)
         return data
 
 

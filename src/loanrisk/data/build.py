@@ -21,10 +21,15 @@ def build_features(silver: pd.DataFrame, profile: Profile) -> pd.DataFrame:
         gold[name] = silver[name] if name in silver.columns else np.nan
     for name, spec in profile.derived.items():
         gold[name] = _derive(silver, spec)
-    leaked = set(gold.columns) & set(profile.leakage_columns)
+    assert_no_leakage(gold, profile)
+    return gold
+
+
+def assert_no_leakage(frame: pd.DataFrame, profile: Profile) -> None:
+    """Raise if ``frame`` holds a column the profile marks as post-origination."""
+    leaked = set(frame.columns) & set(profile.leakage_columns)
     if leaked:
         raise LoanriskError(f"leakage guard: post-origination column(s) {sorted(leaked)} in gold")
-    return gold
 
 
 def _derive(silver: pd.DataFrame, spec: DerivedSpec) -> pd.Series:

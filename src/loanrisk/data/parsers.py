@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, Parser
 
 # Raw spellings of "no value" (after stripping), in the cases people write them.
-_MISSING = ("", "na", "n/a", "nan", "null", "none", "<na>", "nat", "-")
+_MISSING = ("", "na", "n/a", "nan", "null", "none", "<na>", "nat", "-", "NaN", "NaT", "N/a")
 MISSING_TOKENS = pa.array(sorted({v for m in _MISSING for v in (m, m.upper(), m.title())}))
 _NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _MONTH_FORMATS = ("%b-%Y", "%b-%y", "%Y-%m-%d", "%Y-%m", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
@@ -33,7 +33,11 @@ def to_arrow_text(raw: pd.Series) -> pa.Array:
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
     else:
-        array = pa.array(raw.to_numpy(dtype=object), from_pandas=True)
+        values = raw.to_numpy(dtype=object)
+        try:
+            array = pa.array(values, from_pandas=True)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # mixed types, e.g. 36 and '60 months'
+            array = pa.array([None if pd.isna(v) else str(v) for v in values], pa.string())
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         return array.cast(pa.string())
     return pc.cast(array, pa.string())

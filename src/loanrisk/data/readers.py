@@ -246,7 +246,9 @@ def _unreadable(url: str, exc: BaseException, encoding: str) -> InputFileError:
             f"{url}: the file holds bytes that are not valid {encoding} text ({text}). "
             "If it was saved as Latin-1 or Windows-1252, pass --encoding latin-1."
         )
-    if "gzip" in lowered or "zlib" in lowered or isinstance(exc, EOFError | zlib.error):
+    if any(w in lowered for w in ("gzip", "zlib", "compressed")) or isinstance(
+        exc, EOFError | zlib.error
+    ):
         return InputFileError(f"{url}: the gzip data is truncated or corrupt ({text})")
     if "empty" in lowered:
         return InputFileError(f"{url}: the file is empty")

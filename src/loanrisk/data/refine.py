@@ -43,10 +43,14 @@ def map_headers(columns: Iterable[str], profile: Profile) -> dict[str, str]:
     return mapping
 
 
-def check_columns(columns: list[str], profile: Profile, *, source: str = "input") -> dict[str, str]:
+def check_columns(
+    columns: list[str], profile: Profile, *, source: str = "input", applications: bool = False
+) -> dict[str, str]:
     """Header mapping, or an error naming the required columns that are missing."""
     mapping = map_headers(columns, profile)
-    missing = [c for c in profile.required if c not in mapping.values()]
+    required = [c for c in profile.required
+                if not (applications and c == profile.target.column)]
+    missing = [c for c in required if c not in mapping.values()]
     if missing:
         shown = ", ".join(repr(c) for c in columns[:12]) + (" ..." if len(columns) > 12 else "")
         hint = ""
@@ -74,9 +78,13 @@ def row_keys(raw: pd.DataFrame) -> pd.Series:
     return joined.map(lambda s: "h" + hashlib.blake2b(s.encode(), digest_size=10).hexdigest())
 
 
-def refine(raw: pd.DataFrame, profile: Profile) -> RefineResult:
-    """Parse, validate and label raw rows; rows with any problem become rejects."""
-    mapping = check_columns(list(map(str, raw.columns)), profile)
+def refine(raw: pd.DataFrame, profile: Profile, *, applications: bool = False) -> RefineResult:
+    """Parse, validate and label raw rows; rows with any problem become rejects.
+
+    With ``applications=True`` the rows are new applications (scoring): the target may be
+    absent, and a row without an id gets a key derived from its content.
+    """
+    mapping = check_columns(list(map(str, raw.columns)), profile, applications=applications)
     by_name = {name: raw_name for raw_name, name in mapping.items()}
     problems: list[pd.DataFrame] = []
     typed: dict[str, pd.Series] = {}
@@ -86,13 +94,13 @@ def refine(raw: pd.DataFrame, profile: Profile) -> RefineResult:
             continue
         values, bad = parse_column(raw[by_name[name]], spec)
         typed[name] = values
-        if spec.required:
+        if spec.required and not (applications and name == profile.target.column):
             missing = values.isna() & ~values.index.isin(bad.index)
             bad = pd.concat([bad, pd.Series("required value is missing", index=raw.index[missing])])
         if len(bad):
             problems.append(pd.DataFrame({"column_name": name, "reason": bad.astype(str)}))
 
-    loan_id = _loan_ids(raw, profile, by_name, problems)
+    loan_id = _loan_ids(raw, profile, by_name, problems, applications=applications)
     label, target_raw = _labels(typed, profile, problems)
 
     silver = pd.DataFrame(index=raw.index)
@@ -123,14 +131,22 @@ def drop_duplicate_ids(silver: pd.DataFrame, seen: set[str] | frozenset[str]) ->
 
 
 def _loan_ids(
-    raw: pd.DataFrame, profile: Profile, by_name: dict[str, str], problems: list[pd.DataFrame]
+    raw: pd.DataFrame,
+    profile: Profile,
+    by_name: dict[str, str],
+    problems: list[pd.DataFrame],
+    *,
+    applications: bool,
 ) -> pd.Series:
     id_column = profile.id.column
+    content_keys = row_keys(raw[[by_name[name] for name in sorted(by_name)]])
     if id_column is not None and id_column in by_name:
         # Parquet and spreadsheets turn 1077501 into '1077501.0'; keep ids stable.
         ids = _as_object(pc.replace_substring_regex(clean_arrow(raw[by_name[id_column]]),
                                                     r"^(\d+)\.0+$", r"\1"), raw.index)
         missing = ids.isna()
+        if applications:
+            return ids.where(~missing, content_keys)
         if missing.any():
             problems.append(
                 pd.DataFrame(
@@ -139,7 +155,7 @@ def _loan_ids(
                 )
             )
         return ids
-    return row_keys(raw[[by_name[name] for name in sorted(by_name)]])
+    return content_keys
 
 
 def _labels(

@@ -1,0 +1,360 @@
+"""The ``loanrisk`` command line: one subcommand per stage, ``--json`` for schedulers."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from loanrisk import __version__
+from loanrisk.config import Settings, get_settings
+from loanrisk.data.generate import GeneratorConfig, write_generated
+from loanrisk.errors import LoanriskError
+from loanrisk.logs import configure_logging
+from loanrisk.pipeline import run_ingest, run_status
+from loanrisk.profiles import builtin_profiles, load_profile
+
+app = typer.Typer(
+    name="loanrisk",
+    help=(
+        "Loan default prediction, from raw loan files to a governed PD service.\n\n"
+        "Start with:  loanrisk generate --rows 100000 --out loans.csv.gz  then  "
+        "loanrisk ingest loans.csv.gz  and  loanrisk status.\n\n"
+        "Every setting can also come from LOANRISK_* environment variables or a .env file "
+        "(see 'loanrisk config')."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+profiles_app = typer.Typer(help="List and show dataset profiles.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")]
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=1)
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(help="Home folder for the warehouse, MLflow store and reports "
+                          "[env: LOANRISK_HOME; default .loanrisk]"),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Dataset profile: a built-in name or a YAML file "
+                          "[env: LOANRISK_DATA__PROFILE; default lendingclub]"),
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [env: LOANRISK_LOG_LEVEL]")
+    ] = None,
+) -> None:
+    """Global options come before the command, e.g. ``loanrisk --home /data/lr ingest f.csv``."""
+    try:
+        settings = get_settings(home=home, log_level=log_level)
+        if profile is not None:
+            settings.data.profile = profile
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    configure_logging(settings.log_level)
+    ctx.obj = settings
+
+
+@app.command()
+def version() -> None:
+    """Print the loanrisk version."""
+    out.print(__version__)
+
+
+@app.command()
+def config(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show the effective settings (defaults < .env < environment < options), secrets masked."""
+    data = _settings(ctx).public_dict()
+    if as_json:
+        _emit_json(data)
+        return
+    table = Table("setting", "value", "environment variable", title="loanrisk settings")
+    for key, value in _flatten(data):
+        table.add_row(key, str(value), "LOANRISK_" + key.upper().replace(".", "__"))
+    out.print(table)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+@app.command()
+def generate(
+    out_file: Annotated[Path, typer.Option("--out", help="Output file: .csv, .csv.gz or .parquet.")],
+    rows: Annotated[int, typer.Option(help="Number of loans.")] = 100_000,
+    start: Annotated[str, typer.Option(help="First issue month, YYYY-MM.")] = "2015-01",
+    months: Annotated[int, typer.Option(help="Number of issue months.")] = 36,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 42,
+    drift: Annotated[
+        float,
+        typer.Option(help="Drift strength (0 = none, 1 = strong): later months get riskier "
+                          "applicants and higher default rates, ramping up to this value."),
+    ] = 0.0,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Extract month, YYYY-MM: loan statuses are as of this month "
+                          "(default: the month after the last issue month). A later --as-of "
+                          "with the same seed gives the same loans, matured."),
+    ] = None,
+    missing_share: Annotated[float, typer.Option(help="Share of blanks in optional columns.")] = 0.02,
+    dirty_share: Annotated[
+        float, typer.Option(help="Share of dirty rows (bad numbers, impossible values, "
+                                 "duplicated ids).")
+    ] = 0.005,
+    as_json: JsonOption = False,
+) -> None:
+    """Write synthetic loans in LendingClub's raw format, plus a sidecar with each loan's true PD.
+
+    The sidecar (<name>.truth.parquet) holds the true probability of default and drawn
+    outcome per loan, so a model's AUC can be compared with the best achievable.
+    """
+    try:
+        config = GeneratorConfig(rows=rows, start=start, months=months, seed=seed, drift=drift,
+                                 as_of=as_of, missing_share=missing_share,
+                                 dirty_share=dirty_share)
+        started = time.perf_counter()
+        with _progress(disable=as_json) as bar:
+            task = bar.add_task("generating", total=rows)
+            result = write_generated(config, out_file, progress=lambda n: bar.advance(task, n))
+        seconds = time.perf_counter() - started
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    summary = {
+        "loans": str(result.loans), "truth": str(result.truth), "rows": result.rows,
+        "true_default_rate": round(result.default_rate, 4),
+        "best_achievable_auc": None if result.best_auc is None else round(result.best_auc, 4),
+        "seconds": round(seconds, 2),
+    }
+    if as_json:
+        _emit_json(summary)
+        return
+    out.print(f"wrote {result.rows:,} loans to {result.loans} in {seconds:.1f}s")
+    out.print(f"true PDs in {result.truth}: default rate {result.default_rate:.1%}, "
+              f"best achievable AUC {summary['best_achievable_auc']}")
+
+
+@app.command("ingest")
+def ingest_command(
+    ctx: typer.Context,
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="Files, globs or folders (CSV, CSV.gz, Parquet); local paths or "
+                            "fsspec URLs such as s3://bucket/loans/*.csv.gz."),
+    ],
+    chunk_size: Annotated[
+        int | None, typer.Option(help="Rows per chunk [env: LOANRISK_INGEST__CHUNK_SIZE]")
+    ] = None,
+    encoding: Annotated[
+        str | None, typer.Option(help="Text encoding of CSV files, e.g. latin-1 "
+                                      "[env: LOANRISK_INGEST__ENCODING; default utf-8]")
+    ] = None,
+    delimiter: Annotated[str, typer.Option(help="CSV field delimiter.")] = ",",
+    as_json: JsonOption = False,
+) -> None:
+    """Load raw loan files into bronze, refine them into silver and build gold features.
+
+    Each file is one batch keyed by the hash of its bytes: ingesting it again adds nothing.
+    A file that fails part-way leaves nothing behind. Rows that fail validation go to
+    silver_rejects with the column and the reason.
+    """
+    settings = _settings(ctx)
+    if chunk_size is not None:
+        settings.ingest.chunk_size = chunk_size
+    if encoding is not None:
+        settings.ingest.encoding = encoding
+    try:
+        with _progress(disable=as_json, bytes_=True) as bar:
+            results, status = run_ingest(settings, sources, delimiter=delimiter,
+                                         progress=_IngestBar(bar))
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        _emit_json({"batches": [r.as_dict() for r in results], "warehouse": status.as_dict()})
+        return
+    table = Table("file", "batch", "bronze", "silver new", "silver updated", "rejected", "gold",
+                  "seconds", title="ingestion")
+    for r in results:
+        if r.skipped:
+            table.add_row(r.source, str(r.batch_id), "[dim]skipped[/]", "", "", "", "", "")
+            err.print(f"[yellow]skipped[/] {r.source}: {r.note}; 0 rows added", highlight=False)
+        else:
+            table.add_row(r.source, str(r.batch_id), f"{r.rows_bronze:,}",
+                          f"{r.rows_silver_new:,}", f"{r.rows_silver_updated:,}",
+                          f"{r.rows_rejected:,}", f"{r.rows_gold:,}", f"{r.seconds:.1f}")
+        if r.columns_ignored:
+            err.print(f"[dim]{r.source}: {len(r.columns_ignored)} column(s) not in the profile "
+                      f"kept in bronze only: {', '.join(r.columns_ignored[:8])}"
+                      f"{' ...' if len(r.columns_ignored) > 8 else ''}[/]", highlight=False)
+    out.print(table)
+    _print_status(status)
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Row counts of bronze, silver, rejects and gold, and whether they reconcile."""
+    try:
+        result = run_status(_settings(ctx))
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        _emit_json(result.as_dict())
+        return
+    _print_status(result)
+    if not result.reconciled:
+        raise typer.Exit(code=1)
+
+
+def _print_status(result: Any) -> None:
+    table = Table("table", "rows", title="warehouse")
+    for name, count in result.tables.items():
+        table.add_row(name, f"{count:,}")
+    out.print(table)
+    if result.reconciled:
+        out.print("[green]counts reconcile[/]: bronze = silver new + silver updated + rejected; "
+                  "gold = silver")
+    else:
+        for problem in result.problems:
+            err.print(f"[red]does not reconcile:[/] {problem}")
+
+
+@profiles_app.command("list")
+def profiles_list() -> None:
+    """Built-in profiles (a profile file of your own is passed by path to --profile)."""
+    for name in builtin_profiles():
+        out.print(f"{name}: {load_profile(name).description}")
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="Built-in profile name or path to a YAML file.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show a profile's columns, roles and parsers (and check a profile file for mistakes)."""
+    try:
+        profile = load_profile(name)
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        _emit_json(profile.model_dump(mode="json"))
+        return
+    table = Table("column", "parser", "role", "required", "range", "description",
+                  title=f"profile {profile.name}")
+    for column, spec in profile.columns.items():
+        bounds = "" if spec.min is None and spec.max is None else f"{spec.min}..{spec.max}"
+        table.add_row(column, spec.parser.value, spec.role.value, "yes" if spec.required else "",
+                      bounds, spec.description)
+    for column, derived in profile.derived.items():
+        table.add_row(column, f"{derived.op}({', '.join(derived.inputs)})", "derived", "", "",
+                      derived.description)
+    out.print(table)
+    out.print(f"id: {profile.id.column or '(derived from row content)'}; vintage: "
+              f"{profile.vintage}; target: {profile.target.column} "
+              f"(bad: {', '.join(profile.target.bad)})")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    rows: Annotated[int, typer.Option(help="Loans in the generated history.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+) -> None:
+    """Generate 36 months of loans into <home>/landing and run the data layer end to end.
+
+    Safe to run again: the same file is not ingested twice.
+    """
+    settings = _settings(ctx)
+    landing = settings.ensure_home() / "landing"
+    target = landing / f"loans_2015-01_36m_seed{seed}.csv.gz"
+    started = time.perf_counter()
+    try:
+        if target.exists():
+            out.print(f"using the existing {target}")
+        else:
+            with _progress() as bar:
+                task = bar.add_task("generating", total=rows)
+                write_generated(GeneratorConfig(rows=rows, seed=seed), target,
+                                progress=lambda n: bar.advance(task, n))
+        with _progress(bytes_=True) as bar:
+            results, status_ = run_ingest(settings, [str(target)], progress=_IngestBar(bar))
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    for r in results:
+        verb = f"skipped ({r.note})" if r.skipped else (
+            f"{r.rows_bronze:,} rows -> {r.rows_silver_new:,} silver, "
+            f"{r.rows_rejected:,} rejected, {r.rows_gold:,} gold")
+        out.print(f"{r.source}: {verb}")
+    _print_status(status_)
+    out.print(f"demo finished in {time.perf_counter() - started:.1f}s; warehouse: "
+              f"{settings.public_dict()['warehouse']['url']}")
+
+
+class _IngestBar:
+    """Adapts ingestion progress to a rich progress bar (bytes of each file)."""
+
+    def __init__(self, bar: Progress) -> None:
+        self._bar = bar
+        self._task: Any = None
+        self._total = 0
+
+    def start(self, source: str, total_bytes: int) -> None:
+        self._task, self._total = self._bar.add_task(Path(source).name, total=total_bytes), total_bytes
+
+    def advance(self, n_bytes: int) -> None:
+        self._bar.advance(self._task, n_bytes)
+
+    def finish(self) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=self._total)
+
+
+def _progress(*, disable: bool = False, bytes_: bool = False) -> Progress:
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
+    columns += [DownloadColumn(), TransferSpeedColumn()] if bytes_ else [
+        TextColumn("{task.completed:,}/{task.total:,}")]
+    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+    return Progress(*columns, console=err, disable=disable or not err.is_terminal, transient=False)
+

@@ -1,0 +1,65 @@
+"""Steps that the command line (and later Airflow) run: each takes settings, returns data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import sqlalchemy as sa
+
+from loanrisk.config import Settings
+from loanrisk.profiles import load_profile
+from loanrisk.profiles.model import Profile
+from loanrisk.warehouse.engine import make_engine, migrate
+from loanrisk.warehouse.ingest import (
+    BatchResult,
+    IngestOptions,
+    Progress,
+    WarehouseStatus,
+    ingest,
+    warehouse_status,
+)
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """An open, migrated warehouse and the profile it holds."""
+
+    engine: sa.Engine
+    profile: Profile
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    """Engine for the configured warehouse, migrated to the latest schema for the profile."""
+    profile = load_profile(settings.data.profile)
+    if settings.warehouse.url is None:
+        settings.ensure_home()
+    engine = make_engine(settings.warehouse_url, echo=settings.warehouse.echo_sql)
+    migrate(engine, profile)
+    return Warehouse(engine=engine, profile=profile)
+
+
+def run_ingest(
+    settings: Settings, sources: list[str], *, delimiter: str = ",",
+    progress: Progress | None = None,
+) -> tuple[list[BatchResult], WarehouseStatus]:
+    """Ingest files into the warehouse; return per-file results and the warehouse status."""
+    warehouse = open_warehouse(settings)
+    try:
+        options = IngestOptions(
+            chunk_size=settings.ingest.chunk_size,
+            encoding=settings.ingest.encoding,
+            delimiter=delimiter,
+        )
+        results = ingest(warehouse.engine, warehouse.profile, sources, options=options,
+                         progress=progress)
+        return results, warehouse_status(warehouse.engine)
+    finally:
+        warehouse.engine.dispose()
+
+
+def run_status(settings: Settings) -> WarehouseStatus:
+    """Row counts and reconciliation of the configured warehouse."""
+    warehouse = open_warehouse(settings)
+    try:
+        return warehouse_status(warehouse.engine)
+    finally:
+        warehouse.engine.dispose()

@@ -1,0 +1,190 @@
+"""Ingestion against real SQLite and PostgreSQL warehouses."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from loanrisk.config import Settings
+from loanrisk.data.generate import GeneratorConfig, write_generated
+from loanrisk.errors import InputFileError, WarehouseError
+from loanrisk.pipeline import open_warehouse, run_ingest, run_status
+
+pytestmark = pytest.mark.integration
+
+
+def counts(settings: Settings) -> dict[str, int]:
+    return run_status(settings).tables
+
+
+def test_ingest_twice_adds_nothing_and_counts_reconcile(warehouse_settings, generated):
+    results, status = run_ingest(warehouse_settings, [str(generated)])
+    first = results[0]
+    assert not first.skipped and first.rows_bronze == 20_000
+    assert first.rows_rejected > 0 and first.rows_silver_updated == 0
+    assert first.rows_silver_new + first.rows_rejected == first.rows_bronze
+    assert status.reconciled, status.problems
+    assert status.tables["gold_loan_features"] == first.rows_silver_new
+
+    again, status_again = run_ingest(warehouse_settings, [str(generated)])
+    assert again[0].skipped and again[0].rows_bronze == 0
+    assert "already ingested as batch" in again[0].note
+    assert status_again.tables == status.tables
+
+
+def test_gold_is_labelled_for_matured_loans_only(warehouse_settings, generated):
+    run_ingest(warehouse_settings, [str(generated)])
+    warehouse = open_warehouse(warehouse_settings)
+    with warehouse.engine.connect() as conn:
+        silver = pd.read_sql("SELECT target_raw, label, vintage FROM silver_loans", conn)
+        gold = pd.read_sql("SELECT * FROM gold_loan_features", conn)
+    warehouse.engine.dispose()
+    assert set(silver.loc[silver["target_raw"] == "Current", "label"].dropna()) == set()
+    assert set(silver.loc[silver["target_raw"] == "Charged Off", "label"]) == {1}
+    assert set(silver.loc[silver["target_raw"] == "Fully Paid", "label"]) == {0}
+    assert 2_000 < gold["label"].notna().sum() < len(gold)
+    assert not {"total_pymnt", "recoveries", "last_pymnt_d"} & set(gold.columns)
+    assert {"fico_mid", "credit_history_months", "loan_to_income"} <= set(gold.columns)
+    assert pd.to_datetime(gold["vintage"]).nunique() == 24
+
+
+def test_new_file_adds_its_rows_and_a_later_extract_updates(warehouse_settings, tmp_path):
+    history = tmp_path / "history.csv"
+    newer = tmp_path / "newer.parquet"
+    matured = tmp_path / "matured.csv.gz"
+    write_generated(GeneratorConfig(rows=3_000, start="2016-01", months=12, seed=1), history)
+    write_generated(GeneratorConfig(rows=2_000, start="2017-01", months=3, seed=1), newer)
+    write_generated(GeneratorConfig(rows=3_000, start="2016-01", months=12, seed=1,
+                                    as_of="2022-01"), matured)
+    (first,), _ = run_ingest(warehouse_settings, [str(history)])
+    (second,), status = run_ingest(warehouse_settings, [str(newer)])
+    assert second.rows_bronze == 2_000 and second.rows_silver_updated == 0
+    assert status.tables["silver_loans"] == first.rows_silver_new + second.rows_silver_new
+
+    (third,), status = run_ingest(warehouse_settings, [str(matured)])
+    assert third.rows_silver_new == 0
+    assert third.rows_silver_updated == first.rows_silver_new
+    assert status.reconciled, status.problems
+    warehouse = open_warehouse(warehouse_settings)
+    with warehouse.engine.connect() as conn:
+        unknown = conn.execute(sa.text(
+            "SELECT count(*) FROM gold_loan_features WHERE label IS NULL AND batch_id = :b"
+        ), {"b": third.batch_id}).scalar_one()
+    warehouse.engine.dispose()
+    assert unknown == 0  # every loan of the matured extract has an outcome
+
+
+def test_failure_part_way_leaves_no_partial_batch(warehouse_settings, tmp_path):
+    good = tmp_path / "good.csv"
+    write_generated(GeneratorConfig(rows=3_000, months=6, seed=2), good)
+    lines = good.read_text().splitlines(keepends=True)
+    broken = tmp_path / "broken.csv"
+    # A ragged row far into the file: the first chunks load before the error.
+    broken.write_text("".join(lines[:2_500]) + "1,2,3\n" + "".join(lines[2_500:]))
+    run_ingest(warehouse_settings, [str(good)])
+    before = counts(warehouse_settings)
+    warehouse_settings.ingest.chunk_size = 500
+    with pytest.raises(InputFileError, match="different number of fields"):
+        run_ingest(warehouse_settings, [str(broken)])
+    assert counts(warehouse_settings) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"name,age\nann,3\n", "required column(s) loan_amnt, term, annual_inc, loan_status "
+                               "missing. Found 2 column(s): 'name', 'age'"),
+        (b"loan_amnt;term;annual_inc;loan_status\n5000;36;1;Fully Paid\n", "delimiter ';'"),
+        (b"loan_amnt,term,annual_inc,loan_status\n", "header but no rows"),
+        (b"loan_amnt,term,annual_inc,loan_status\n5000,36,1,Fully Paid \xff\xfe\n",
+         "not valid utf-8"),
+    ],
+    ids=["empty", "not-loans", "semicolons", "header-only", "latin1"],
+)
+def test_bad_files_fail_clearly_and_change_nothing(warehouse_settings, generated, tmp_path,
+                                                   content, message):
+    run_ingest(warehouse_settings, [str(generated)])
+    before = counts(warehouse_settings)
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(content)
+    with pytest.raises(InputFileError) as info:
+        run_ingest(warehouse_settings, [str(bad)])
+    assert message in str(info.value)
+    assert counts(warehouse_settings) == before
+
+
+def test_latin1_file_loads_with_its_encoding(sqlite_settings, tmp_path):
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes(
+        b"id,loan_amnt,term,annual_inc,loan_status,emp_title\n"
+        b"1,5000,36 months,40000,Fully Paid,Caf\xe9 owner\n"
+    )
+    sqlite_settings.ingest.encoding = "latin-1"
+    (result,), _ = run_ingest(sqlite_settings, [str(bad)])
+    assert result.rows_silver_new == 1
+    warehouse = open_warehouse(sqlite_settings)
+    with warehouse.engine.connect() as conn:
+        title = conn.execute(sa.text("SELECT emp_title FROM silver_loans")).scalar_one()
+    warehouse.engine.dispose()
+    assert title == "Café owner"
+
+
+def test_truncated_gzip_fails_and_changes_nothing(warehouse_settings, generated, tmp_path):
+    truncated = tmp_path / "truncated.csv.gz"
+    data = generated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError, match="gzip data is truncated or corrupt"):
+        run_ingest(warehouse_settings, [str(truncated)])
+    assert counts(warehouse_settings)["bronze_loans"] == 0
+    assert counts(warehouse_settings)["ingestion_batches"] == 0
+
+
+def test_folders_globs_and_fsspec_urls(sqlite_settings, tmp_path, generated):
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    shutil.copy(generated, folder / "a.csv.gz")
+    with gzip.open(generated) as src, open(folder / "b.csv", "wb") as dst:
+        shutil.copyfileobj(src, dst)  # same rows, different bytes: a second batch of updates
+    (folder / "notes.txt").write_text("not a loan file")
+    results, status = run_ingest(sqlite_settings, [str(folder)])
+    assert [Path(r.source).name for r in results] == ["a.csv.gz", "b.csv"]
+    assert results[1].rows_silver_updated == results[0].rows_silver_new
+    again, _ = run_ingest(sqlite_settings, [f"file://{folder}/*.csv*"])
+    assert all(r.skipped for r in again)
+    assert status.reconciled
+    with pytest.raises(InputFileError, match="no such file or folder"):
+        run_ingest(sqlite_settings, [str(tmp_path / "absent.csv")])
+
+
+def test_a_warehouse_refuses_another_profile(sqlite_settings, generated, tmp_path):
+    run_ingest(sqlite_settings, [str(generated)])
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        "name: other\ntarget: {column: s, bad: [B], good: [G]}\n"
+        "columns:\n  s: {parser: text, role: target}\n  x: {parser: number}\n"
+    )
+    sqlite_settings.data.profile = str(other)
+    with pytest.raises(WarehouseError, match="created for profile 'lendingclub'"):
+        run_status(sqlite_settings)
+
+
+def test_real_lendingclub_extract_without_id_or_date(warehouse_settings, real_data):
+    (result,), status = run_ingest(warehouse_settings, [str(real_data)])
+    assert result.rows_bronze == 39_786
+    assert status.reconciled, status.problems
+    warehouse = open_warehouse(warehouse_settings)
+    with warehouse.engine.connect() as conn:
+        gold = pd.read_sql("SELECT * FROM gold_loan_features", conn)
+    warehouse.engine.dispose()
+    assert len(gold) == result.rows_silver_new > 39_000
+    assert gold["label"].notna().all()
+    assert gold["label"].mean() == pytest.approx(0.143, abs=0.01)
+    assert gold["vintage"].isna().all()
+    assert gold["loan_id"].str.startswith("h").all()
+    assert gold["revol_util"].dropna().between(0, 2).all()
