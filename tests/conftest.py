@@ -14,7 +14,9 @@ from loanrisk.config import Settings, get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.profiles import Profile, load_profile
 
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lendingclub_2007_2011_16col.csv"
+REAL_DATA = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "lendingclub_2007_2011_16col.csv"
+)
 POSTGRES_ADMIN_URL = os.environ.get(
     "LOANRISK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

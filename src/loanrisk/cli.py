@@ -46,7 +46,7 @@ profiles_app = typer.Typer(help="List and show dataset profiles.", no_args_is_he
 app.add_typer(profiles_app, name="profiles")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")]
 
@@ -70,13 +70,17 @@ def main(
     ctx: typer.Context,
     home: Annotated[
         Path | None,
-        typer.Option(help="Home folder for the warehouse, MLflow store and reports "
-                          "[env: LOANRISK_HOME; default .loanrisk]"),
+        typer.Option(
+            help="Home folder for the warehouse, MLflow store and reports "
+            "[env: LOANRISK_HOME; default .loanrisk]"
+        ),
     ] = None,
     profile: Annotated[
         str | None,
-        typer.Option(help="Dataset profile: a built-in name or a YAML file "
-                          "[env: LOANRISK_DATA__PROFILE; default lendingclub]"),
+        typer.Option(
+            help="Dataset profile: a built-in name or a YAML file "
+            "[env: LOANRISK_DATA__PROFILE; default lendingclub]"
+        ),
     ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR [env: LOANRISK_LOG_LEVEL]")
@@ -124,26 +128,36 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 @app.command()
 def generate(
-    out_file: Annotated[Path, typer.Option("--out", help="Output file: .csv, .csv.gz or .parquet.")],
+    out_file: Annotated[
+        Path, typer.Option("--out", help="Output file: .csv, .csv.gz or .parquet.")
+    ],
     rows: Annotated[int, typer.Option(help="Number of loans.")] = 100_000,
     start: Annotated[str, typer.Option(help="First issue month, YYYY-MM.")] = "2015-01",
     months: Annotated[int, typer.Option(help="Number of issue months.")] = 36,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 42,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same bytes.")
+    ] = 42,
     drift: Annotated[
         float,
-        typer.Option(help="Drift strength (0 = none, 1 = strong): later months get riskier "
-                          "applicants and higher default rates, ramping up to this value."),
+        typer.Option(
+            help="Drift strength (0 = none, 1 = strong): later months get riskier "
+            "applicants and higher default rates, ramping up to this value."
+        ),
     ] = 0.0,
     as_of: Annotated[
         str | None,
-        typer.Option(help="Extract month, YYYY-MM: loan statuses are as of this month "
-                          "(default: the month after the last issue month). A later --as-of "
-                          "with the same seed gives the same loans, matured."),
+        typer.Option(
+            help="Extract month, YYYY-MM: loan statuses are as of this month "
+            "(default: the month after the last issue month). A later --as-of "
+            "with the same seed gives the same loans, matured."
+        ),
     ] = None,
-    missing_share: Annotated[float, typer.Option(help="Share of blanks in optional columns.")] = 0.02,
+    missing_share: Annotated[
+        float, typer.Option(help="Share of blanks in optional columns.")
+    ] = 0.02,
     dirty_share: Annotated[
-        float, typer.Option(help="Share of dirty rows (bad numbers, impossible values, "
-                                 "duplicated ids).")
+        float,
+        typer.Option(help="Share of dirty rows (bad numbers, impossible values, duplicated ids)."),
     ] = 0.005,
     as_json: JsonOption = False,
 ) -> None:
@@ -153,9 +167,16 @@ def generate(
     outcome per loan, so a model's AUC can be compared with the best achievable.
     """
     try:
-        config = GeneratorConfig(rows=rows, start=start, months=months, seed=seed, drift=drift,
-                                 as_of=as_of, missing_share=missing_share,
-                                 dirty_share=dirty_share)
+        config = GeneratorConfig(
+            rows=rows,
+            start=start,
+            months=months,
+            seed=seed,
+            drift=drift,
+            as_of=as_of,
+            missing_share=missing_share,
+            dirty_share=dirty_share,
+        )
         started = time.perf_counter()
         with _progress(disable=as_json) as bar:
             task = bar.add_task("generating", total=rows)
@@ -164,7 +185,9 @@ def generate(
     except LoanriskError as exc:
         raise _fail(str(exc)) from exc
     summary = {
-        "loans": str(result.loans), "truth": str(result.truth), "rows": result.rows,
+        "loans": str(result.loans),
+        "truth": str(result.truth),
+        "rows": result.rows,
         "true_default_rate": round(result.default_rate, 4),
         "best_achievable_auc": None if result.best_auc is None else round(result.best_auc, 4),
         "seconds": round(seconds, 2),
@@ -173,8 +196,10 @@ def generate(
         _emit_json(summary)
         return
     out.print(f"wrote {result.rows:,} loans to {result.loans} in {seconds:.1f}s")
-    out.print(f"true PDs in {result.truth}: default rate {result.default_rate:.1%}, "
-              f"best achievable AUC {summary['best_achievable_auc']}")
+    out.print(
+        f"true PDs in {result.truth}: default rate {result.default_rate:.1%}, "
+        f"best achievable AUC {summary['best_achievable_auc']}"
+    )
 
 
 @app.command("ingest")
@@ -182,15 +207,20 @@ def ingest_command(
     ctx: typer.Context,
     sources: Annotated[
         list[str],
-        typer.Argument(help="Files, globs or folders (CSV, CSV.gz, Parquet); local paths or "
-                            "fsspec URLs such as s3://bucket/loans/*.csv.gz."),
+        typer.Argument(
+            help="Files, globs or folders (CSV, CSV.gz, Parquet); local paths or "
+            "fsspec URLs such as s3://bucket/loans/*.csv.gz."
+        ),
     ],
     chunk_size: Annotated[
         int | None, typer.Option(help="Rows per chunk [env: LOANRISK_INGEST__CHUNK_SIZE]")
     ] = None,
     encoding: Annotated[
-        str | None, typer.Option(help="Text encoding of CSV files, e.g. latin-1 "
-                                      "[env: LOANRISK_INGEST__ENCODING; default utf-8]")
+        str | None,
+        typer.Option(
+            help="Text encoding of CSV files, e.g. latin-1 "
+            "[env: LOANRISK_INGEST__ENCODING; default utf-8]"
+        ),
     ] = None,
     delimiter: Annotated[str, typer.Option(help="CSV field delimiter.")] = ",",
     as_json: JsonOption = False,
@@ -208,27 +238,47 @@ def ingest_command(
         settings.ingest.encoding = encoding
     try:
         with _progress(disable=as_json, bytes_=True) as bar:
-            results, status = run_ingest(settings, sources, delimiter=delimiter,
-                                         progress=_IngestBar(bar))
+            results, status = run_ingest(
+                settings, sources, delimiter=delimiter, progress=_IngestBar(bar)
+            )
     except LoanriskError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
         _emit_json({"batches": [r.as_dict() for r in results], "warehouse": status.as_dict()})
         return
-    table = Table("file", "batch", "bronze", "silver new", "silver updated", "rejected", "gold",
-                  "seconds", title="ingestion")
+    table = Table(
+        "file",
+        "batch",
+        "bronze",
+        "silver new",
+        "silver updated",
+        "rejected",
+        "gold",
+        "seconds",
+        title="ingestion",
+    )
     for r in results:
         if r.skipped:
             table.add_row(r.source, str(r.batch_id), "[dim]skipped[/]", "", "", "", "", "")
             err.print(f"[yellow]skipped[/] {r.source}: {r.note}; 0 rows added", highlight=False)
         else:
-            table.add_row(r.source, str(r.batch_id), f"{r.rows_bronze:,}",
-                          f"{r.rows_silver_new:,}", f"{r.rows_silver_updated:,}",
-                          f"{r.rows_rejected:,}", f"{r.rows_gold:,}", f"{r.seconds:.1f}")
+            table.add_row(
+                r.source,
+                str(r.batch_id),
+                f"{r.rows_bronze:,}",
+                f"{r.rows_silver_new:,}",
+                f"{r.rows_silver_updated:,}",
+                f"{r.rows_rejected:,}",
+                f"{r.rows_gold:,}",
+                f"{r.seconds:.1f}",
+            )
         if r.columns_ignored:
-            err.print(f"[dim]{r.source}: {len(r.columns_ignored)} column(s) not in the profile "
-                      f"kept in bronze only: {', '.join(r.columns_ignored[:8])}"
-                      f"{' ...' if len(r.columns_ignored) > 8 else ''}[/]", highlight=False)
+            err.print(
+                f"[dim]{r.source}: {len(r.columns_ignored)} column(s) not in the profile "
+                f"kept in bronze only: {', '.join(r.columns_ignored[:8])}"
+                f"{' ...' if len(r.columns_ignored) > 8 else ''}[/]",
+                highlight=False,
+            )
     out.print(table)
     _print_status(status)
 
@@ -254,8 +304,10 @@ def _print_status(result: Any) -> None:
         table.add_row(name, f"{count:,}")
     out.print(table)
     if result.reconciled:
-        out.print("[green]counts reconcile[/]: bronze = silver new + silver updated + rejected; "
-                  "gold = silver")
+        out.print(
+            "[green]counts reconcile[/]: bronze = silver new + silver updated + rejected; "
+            "gold = silver"
+        )
     else:
         for problem in result.problems:
             err.print(f"[red]does not reconcile:[/] {problem}")
@@ -281,19 +333,40 @@ def profiles_show(
     if as_json:
         _emit_json(profile.model_dump(mode="json"))
         return
-    table = Table("column", "parser", "role", "required", "range", "description",
-                  title=f"profile {profile.name}")
+    table = Table(
+        "column",
+        "parser",
+        "role",
+        "required",
+        "range",
+        "description",
+        title=f"profile {profile.name}",
+    )
     for column, spec in profile.columns.items():
         bounds = "" if spec.min is None and spec.max is None else f"{spec.min}..{spec.max}"
-        table.add_row(column, spec.parser.value, spec.role.value, "yes" if spec.required else "",
-                      bounds, spec.description)
+        table.add_row(
+            column,
+            spec.parser.value,
+            spec.role.value,
+            "yes" if spec.required else "",
+            bounds,
+            spec.description,
+        )
     for column, derived in profile.derived.items():
-        table.add_row(column, f"{derived.op}({', '.join(derived.inputs)})", "derived", "", "",
-                      derived.description)
+        table.add_row(
+            column,
+            f"{derived.op}({', '.join(derived.inputs)})",
+            "derived",
+            "",
+            "",
+            derived.description,
+        )
     out.print(table)
-    out.print(f"id: {profile.id.column or '(derived from row content)'}; vintage: "
-              f"{profile.vintage}; target: {profile.target.column} "
-              f"(bad: {', '.join(profile.target.bad)})")
+    out.print(
+        f"id: {profile.id.column or '(derived from row content)'}; vintage: "
+        f"{profile.vintage}; target: {profile.target.column} "
+        f"(bad: {', '.join(profile.target.bad)})"
+    )
 
 
 @app.command()
@@ -316,20 +389,30 @@ def demo(
         else:
             with _progress() as bar:
                 task = bar.add_task("generating", total=rows)
-                write_generated(GeneratorConfig(rows=rows, seed=seed), target,
-                                progress=lambda n: bar.advance(task, n))
+                write_generated(
+                    GeneratorConfig(rows=rows, seed=seed),
+                    target,
+                    progress=lambda n: bar.advance(task, n),
+                )
         with _progress(bytes_=True) as bar:
             results, status_ = run_ingest(settings, [str(target)], progress=_IngestBar(bar))
     except LoanriskError as exc:
         raise _fail(str(exc)) from exc
     for r in results:
-        verb = f"skipped ({r.note})" if r.skipped else (
-            f"{r.rows_bronze:,} rows -> {r.rows_silver_new:,} silver, "
-            f"{r.rows_rejected:,} rejected, {r.rows_gold:,} gold")
+        verb = (
+            f"skipped ({r.note})"
+            if r.skipped
+            else (
+                f"{r.rows_bronze:,} rows -> {r.rows_silver_new:,} silver, "
+                f"{r.rows_rejected:,} rejected, {r.rows_gold:,} gold"
+            )
+        )
         out.print(f"{r.source}: {verb}")
     _print_status(status_)
-    out.print(f"demo finished in {time.perf_counter() - started:.1f}s; warehouse: "
-              f"{settings.public_dict()['warehouse']['url']}")
+    out.print(
+        f"demo finished in {time.perf_counter() - started:.1f}s; warehouse: "
+        f"{settings.public_dict()['warehouse']['url']}"
+    )
 
 
 class _IngestBar:
@@ -341,7 +424,10 @@ class _IngestBar:
         self._total = 0
 
     def start(self, source: str, total_bytes: int) -> None:
-        self._task, self._total = self._bar.add_task(Path(source).name, total=total_bytes), total_bytes
+        self._task, self._total = (
+            self._bar.add_task(Path(source).name, total=total_bytes),
+            total_bytes,
+        )
 
     def advance(self, n_bytes: int) -> None:
         self._bar.advance(self._task, n_bytes)
@@ -353,8 +439,10 @@ class _IngestBar:
 
 def _progress(*, disable: bool = False, bytes_: bool = False) -> Progress:
     columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
-    columns += [DownloadColumn(), TransferSpeedColumn()] if bytes_ else [
-        TextColumn("{task.completed:,}/{task.total:,}")]
+    columns += (
+        [DownloadColumn(), TransferSpeedColumn()]
+        if bytes_
+        else [TextColumn("{task.completed:,}/{task.total:,}")]
+    )
     columns += [TimeElapsedColumn(), TimeRemainingColumn()]
     return Progress(*columns, console=err, disable=disable or not err.is_terminal, transient=False)
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import sqlalchemy as sa
 
 from loanrisk.config import Settings
@@ -38,7 +39,10 @@ def open_warehouse(settings: Settings) -> Warehouse:
 
 
 def run_ingest(
-    settings: Settings, sources: list[str], *, delimiter: str = ",",
+    settings: Settings,
+    sources: list[str],
+    *,
+    delimiter: str = ",",
     progress: Progress | None = None,
 ) -> tuple[list[BatchResult], WarehouseStatus]:
     """Ingest files into the warehouse; return per-file results and the warehouse status."""
@@ -49,8 +53,9 @@ def run_ingest(
             encoding=settings.ingest.encoding,
             delimiter=delimiter,
         )
-        results = ingest(warehouse.engine, warehouse.profile, sources, options=options,
-                         progress=progress)
+        results = ingest(
+            warehouse.engine, warehouse.profile, sources, options=options, progress=progress
+        )
         return results, warehouse_status(warehouse.engine)
     finally:
         warehouse.engine.dispose()

@@ -59,8 +59,9 @@ def test_new_file_adds_its_rows_and_a_later_extract_updates(warehouse_settings, 
     matured = tmp_path / "matured.csv.gz"
     write_generated(GeneratorConfig(rows=3_000, start="2016-01", months=12, seed=1), history)
     write_generated(GeneratorConfig(rows=2_000, start="2017-01", months=3, seed=1), newer)
-    write_generated(GeneratorConfig(rows=3_000, start="2016-01", months=12, seed=1,
-                                    as_of="2022-01"), matured)
+    write_generated(
+        GeneratorConfig(rows=3_000, start="2016-01", months=12, seed=1, as_of="2022-01"), matured
+    )
     (first,), _ = run_ingest(warehouse_settings, [str(history)])
     (second,), status = run_ingest(warehouse_settings, [str(newer)])
     assert second.rows_bronze == 2_000 and second.rows_silver_updated == 0
@@ -72,9 +73,12 @@ def test_new_file_adds_its_rows_and_a_later_extract_updates(warehouse_settings, 
     assert status.reconciled, status.problems
     warehouse = open_warehouse(warehouse_settings)
     with warehouse.engine.connect() as conn:
-        unknown = conn.execute(sa.text(
-            "SELECT count(*) FROM gold_loan_features WHERE label IS NULL AND batch_id = :b"
-        ), {"b": third.batch_id}).scalar_one()
+        unknown = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM gold_loan_features WHERE label IS NULL AND batch_id = :b"
+            ),
+            {"b": third.batch_id},
+        ).scalar_one()
     warehouse.engine.dispose()
     assert unknown == 0  # every loan of the matured extract has an outcome
 
@@ -98,17 +102,23 @@ def test_failure_part_way_leaves_no_partial_batch(warehouse_settings, tmp_path):
     ("content", "message"),
     [
         (b"", "empty"),
-        (b"name,age\nann,3\n", "required column(s) loan_amnt, term, annual_inc, loan_status "
-                               "missing. Found 2 column(s): 'name', 'age'"),
+        (
+            b"name,age\nann,3\n",
+            "required column(s) loan_amnt, term, annual_inc, loan_status "
+            "missing. Found 2 column(s): 'name', 'age'",
+        ),
         (b"loan_amnt;term;annual_inc;loan_status\n5000;36;1;Fully Paid\n", "delimiter ';'"),
         (b"loan_amnt,term,annual_inc,loan_status\n", "header but no rows"),
-        (b"loan_amnt,term,annual_inc,loan_status\n5000,36,1,Fully Paid \xff\xfe\n",
-         "not valid utf-8"),
+        (
+            b"loan_amnt,term,annual_inc,loan_status\n5000,36,1,Fully Paid \xff\xfe\n",
+            "not valid utf-8",
+        ),
     ],
     ids=["empty", "not-loans", "semicolons", "header-only", "latin1"],
 )
-def test_bad_files_fail_clearly_and_change_nothing(warehouse_settings, generated, tmp_path,
-                                                   content, message):
+def test_bad_files_fail_clearly_and_change_nothing(
+    warehouse_settings, generated, tmp_path, content, message
+):
     run_ingest(warehouse_settings, [str(generated)])
     before = counts(warehouse_settings)
     bad = tmp_path / "bad.csv"

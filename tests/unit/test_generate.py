@@ -10,11 +10,37 @@ from loanrisk.data.generate import GeneratorConfig, generate_blocks, truth_path,
 from loanrisk.errors import LoanriskError
 
 APPLICATION_COLUMNS = [
-    "id", "loan_amnt", "term", "int_rate", "installment", "grade", "sub_grade", "emp_title",
-    "emp_length", "home_ownership", "annual_inc", "verification_status", "issue_d", "purpose",
-    "title", "zip_code", "addr_state", "dti", "delinq_2yrs", "earliest_cr_line",
-    "fico_range_low", "fico_range_high", "inq_last_6mths", "mths_since_last_delinq", "open_acc",
-    "pub_rec", "revol_bal", "revol_util", "total_acc", "mort_acc", "pub_rec_bankruptcies",
+    "id",
+    "loan_amnt",
+    "term",
+    "int_rate",
+    "installment",
+    "grade",
+    "sub_grade",
+    "emp_title",
+    "emp_length",
+    "home_ownership",
+    "annual_inc",
+    "verification_status",
+    "issue_d",
+    "purpose",
+    "title",
+    "zip_code",
+    "addr_state",
+    "dti",
+    "delinq_2yrs",
+    "earliest_cr_line",
+    "fico_range_low",
+    "fico_range_high",
+    "inq_last_6mths",
+    "mths_since_last_delinq",
+    "open_acc",
+    "pub_rec",
+    "revol_bal",
+    "revol_util",
+    "total_acc",
+    "mort_acc",
+    "pub_rec_bankruptcies",
     "application_type",
 ]
 LEAKING = ["total_pymnt", "total_rec_prncp", "recoveries", "last_pymnt_d"]
@@ -26,8 +52,10 @@ def digest(path: Path) -> str:
 
 def frame(config: GeneratorConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     loans, truth = zip(*generate_blocks(config), strict=True)
-    return (pd.concat([t.to_pandas() for t in loans], ignore_index=True),
-            pd.concat([t.to_pandas() for t in truth], ignore_index=True))
+    return (
+        pd.concat([t.to_pandas() for t in loans], ignore_index=True),
+        pd.concat([t.to_pandas() for t in truth], ignore_index=True),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +81,15 @@ def test_columns_and_raw_formats(history):
 @pytest.mark.unit
 def test_statuses_cover_lendingclub_values(history):
     statuses = set(history[0]["loan_status"])
-    assert {"Fully Paid", "Charged Off", "Default", "Current", "Late (31-120 days)",
-            "In Grace Period", "Does not meet the credit policy. Status:Fully Paid"} <= statuses
+    assert {
+        "Fully Paid",
+        "Charged Off",
+        "Default",
+        "Current",
+        "Late (31-120 days)",
+        "In Grace Period",
+        "Does not meet the credit policy. Status:Fully Paid",
+    } <= statuses
 
 
 @pytest.mark.unit
@@ -66,8 +101,10 @@ def test_risk_drivers_and_recent_loans_current(history):
     assert rate.groupby(loans["grade"]).mean().is_monotonic_increasing
     fico = loans["fico_range_low"].astype(float)
     assert np.corrcoef(fico[fico < 900], truth["true_pd"][fico < 900])[0, 1] < -0.2
-    assert truth["true_pd"].groupby(loans["term"]).mean()[" 60 months"] > \
-        truth["true_pd"].groupby(loans["term"]).mean()[" 36 months"]
+    assert (
+        truth["true_pd"].groupby(loans["term"]).mean()[" 60 months"]
+        > truth["true_pd"].groupby(loans["term"]).mean()[" 36 months"]
+    )
     month = pd.to_datetime(loans["issue_d"], format="%b-%Y")
     recent = loans["loan_status"][month >= month.max() - pd.DateOffset(months=5)]
     early = loans["loan_status"][month <= month.min() + pd.DateOffset(months=5)]
@@ -99,8 +136,9 @@ def test_drift_shifts_mix_and_default_rates():
 @pytest.mark.unit
 def test_later_extract_matures_the_same_loans():
     early, _ = frame(GeneratorConfig(rows=5_000, start="2015-01", months=12, seed=9))
-    later, _ = frame(GeneratorConfig(rows=5_000, start="2015-01", months=12, seed=9,
-                                     as_of="2021-01"))
+    later, _ = frame(
+        GeneratorConfig(rows=5_000, start="2015-01", months=12, seed=9, as_of="2021-01")
+    )
     assert (early["id"] == later["id"]).all()
     assert (early["loan_amnt"] == later["loan_amnt"]).all()
     assert (early["loan_status"] == "Current").mean() > 0.3

@@ -48,8 +48,9 @@ def test_term_months():
 
 @pytest.mark.unit
 def test_emp_length_forms():
-    values, problems = parse("emp_length",
-                             ["10+ years", "< 1 year", "1 year", "4 years", "n/a", "7", "ten"])
+    values, problems = parse(
+        "emp_length", ["10+ years", "< 1 year", "1 year", "4 years", "n/a", "7", "ten"]
+    )
     assert values[:4] == [10, 0, 1, 4]
     assert pd.isna(values[4])
     assert values[5] == 7

@@ -54,10 +54,14 @@ def test_user_profile_loads_from_a_path(tmp_path: Path):
     [
         (lambda d: d["columns"]["amount"].update(parser="money"), "columns.amount.parser"),
         (lambda d: d["target"].update(column="outcome"), "target column 'outcome' is not declared"),
-        (lambda d: d["derived"]["amount_to_income"].update(inputs=["amount", "nope"]),
-         "uses undeclared column 'nope'"),
-        (lambda d: d["derived"]["amount_to_income"].update(inputs=["amount", "paid_total"]),
-         "leakage column 'paid_total'"),
+        (
+            lambda d: d["derived"]["amount_to_income"].update(inputs=["amount", "nope"]),
+            "uses undeclared column 'nope'",
+        ),
+        (
+            lambda d: d["derived"]["amount_to_income"].update(inputs=["amount", "paid_total"]),
+            "leakage column 'paid_total'",
+        ),
         (lambda d: d["target"].update(good=["DEFAULT"]), "listed as bad and good"),
         (lambda d: d["columns"]["income"].update(colour="red"), "columns.income.colour"),
         (lambda d: d["columns"]["booked"].update(role="feature"), "a date cannot be a feature"),

@@ -14,18 +14,33 @@ def raw_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 GOOD = {
-    "id": "1077501", "loan_amnt": "5000", "term": " 36 months", "int_rate": "10.65%",
-    "installment": "162.87", "annual_inc": "24000", "issue_d": "Dec-2011",
-    "earliest_cr_line": "Jan-1985", "fico_range_low": "735", "fico_range_high": "739",
-    "loan_status": "Fully Paid", "total_pymnt": "5863.16", "revol_bal": "13648",
-    "emp_length": "10+ years", "zip_code": "860xx",
+    "id": "1077501",
+    "loan_amnt": "5000",
+    "term": " 36 months",
+    "int_rate": "10.65%",
+    "installment": "162.87",
+    "annual_inc": "24000",
+    "issue_d": "Dec-2011",
+    "earliest_cr_line": "Jan-1985",
+    "fico_range_low": "735",
+    "fico_range_high": "739",
+    "loan_status": "Fully Paid",
+    "total_pymnt": "5863.16",
+    "revol_bal": "13648",
+    "emp_length": "10+ years",
+    "zip_code": "860xx",
 }
 
 
 @pytest.mark.unit
 def test_refine_types_labels_and_leaves_input_untouched(profile: Profile):
-    raw = raw_frame([GOOD, {**GOOD, "id": "2", "loan_status": "Charged Off"},
-                     {**GOOD, "id": "3", "loan_status": "Current"}])
+    raw = raw_frame(
+        [
+            GOOD,
+            {**GOOD, "id": "2", "loan_status": "Charged Off"},
+            {**GOOD, "id": "3", "loan_status": "Current"},
+        ]
+    )
     before = raw.copy()
     result = refine(raw, profile)
     pd.testing.assert_frame_equal(raw, before)
@@ -41,8 +56,14 @@ def test_refine_types_labels_and_leaves_input_untouched(profile: Profile):
 
 @pytest.mark.unit
 def test_converted_forms_give_the_same_silver(profile: Profile):
-    converted = {**GOOD, "term": 36, "int_rate": 0.1065, "issue_d": "2011-12-01",
-                 "emp_length": 10, "earliest_cr_line": "1985-01-01"}
+    converted = {
+        **GOOD,
+        "term": 36,
+        "int_rate": 0.1065,
+        "issue_d": "2011-12-01",
+        "emp_length": 10,
+        "earliest_cr_line": "1985-01-01",
+    }
     raw_result = refine(raw_frame([GOOD]), profile).silver
     converted_result = refine(raw_frame([converted]), profile).silver
     pd.testing.assert_frame_equal(raw_result, converted_result)
@@ -50,14 +71,16 @@ def test_converted_forms_give_the_same_silver(profile: Profile):
 
 @pytest.mark.unit
 def test_bad_rows_are_rejected_with_column_and_reason(profile: Profile):
-    raw = raw_frame([
-        GOOD,
-        {**GOOD, "id": "2", "annual_inc": "12,5k"},
-        {**GOOD, "id": "3", "fico_range_low": "1000", "int_rate": "abc"},
-        {**GOOD, "id": "4", "loan_amnt": ""},
-        {**GOOD, "id": "5", "loan_status": "Paid??"},
-        {**GOOD, "id": ""},
-    ])
+    raw = raw_frame(
+        [
+            GOOD,
+            {**GOOD, "id": "2", "annual_inc": "12,5k"},
+            {**GOOD, "id": "3", "fico_range_low": "1000", "int_rate": "abc"},
+            {**GOOD, "id": "4", "loan_amnt": ""},
+            {**GOOD, "id": "5", "loan_status": "Paid??"},
+            {**GOOD, "id": ""},
+        ]
+    )
     result = refine(raw, profile)
     assert list(result.silver["loan_id"]) == ["1077501"]
     rejects = result.rejects.set_index("source_row")

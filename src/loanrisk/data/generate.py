@@ -52,31 +52,95 @@ _PURPOSES = {
 }
 _STATES = {
     # state: (share, lowest zip3, highest zip3)
-    "CA": (0.145, 900, 961), "NY": (0.083, 100, 149), "TX": (0.082, 750, 799),
-    "FL": (0.070, 320, 349), "IL": (0.040, 600, 629), "NJ": (0.036, 70, 89),
-    "PA": (0.034, 150, 196), "OH": (0.033, 430, 458), "GA": (0.032, 300, 319),
-    "VA": (0.029, 220, 246), "NC": (0.028, 270, 289), "MI": (0.026, 480, 499),
-    "AZ": (0.024, 850, 865), "MD": (0.024, 206, 219), "MA": (0.023, 10, 27),
-    "WA": (0.022, 980, 994), "CO": (0.021, 800, 816), "MN": (0.018, 550, 567),
-    "MO": (0.016, 630, 658), "NV": (0.015, 889, 898), "CT": (0.015, 60, 69),
-    "IN": (0.015, 460, 479), "TN": (0.015, 370, 385), "WI": (0.013, 530, 549),
-    "OR": (0.012, 970, 979), "SC": (0.012, 290, 299), "AL": (0.012, 350, 369),
-    "LA": (0.011, 700, 714), "KY": (0.009, 400, 427), "OK": (0.009, 730, 749),
-    "UT": (0.007, 840, 847), "KS": (0.008, 660, 679), "AR": (0.007, 716, 729),
-    "NM": (0.005, 870, 884), "HI": (0.005, 967, 968), "NH": (0.005, 30, 38),
-    "RI": (0.004, 28, 29), "WV": (0.004, 247, 268), "MS": (0.004, 386, 397),
-    "DE": (0.003, 197, 199), "MT": (0.003, 590, 599), "DC": (0.003, 200, 205),
-    "AK": (0.002, 995, 999), "WY": (0.002, 820, 831), "SD": (0.002, 570, 577),
-    "VT": (0.002, 50, 59), "NE": (0.003, 680, 693), "ME": (0.002, 39, 49),
-    "ID": (0.002, 832, 838), "ND": (0.001, 580, 588),
+    "CA": (0.145, 900, 961),
+    "NY": (0.083, 100, 149),
+    "TX": (0.082, 750, 799),
+    "FL": (0.070, 320, 349),
+    "IL": (0.040, 600, 629),
+    "NJ": (0.036, 70, 89),
+    "PA": (0.034, 150, 196),
+    "OH": (0.033, 430, 458),
+    "GA": (0.032, 300, 319),
+    "VA": (0.029, 220, 246),
+    "NC": (0.028, 270, 289),
+    "MI": (0.026, 480, 499),
+    "AZ": (0.024, 850, 865),
+    "MD": (0.024, 206, 219),
+    "MA": (0.023, 10, 27),
+    "WA": (0.022, 980, 994),
+    "CO": (0.021, 800, 816),
+    "MN": (0.018, 550, 567),
+    "MO": (0.016, 630, 658),
+    "NV": (0.015, 889, 898),
+    "CT": (0.015, 60, 69),
+    "IN": (0.015, 460, 479),
+    "TN": (0.015, 370, 385),
+    "WI": (0.013, 530, 549),
+    "OR": (0.012, 970, 979),
+    "SC": (0.012, 290, 299),
+    "AL": (0.012, 350, 369),
+    "LA": (0.011, 700, 714),
+    "KY": (0.009, 400, 427),
+    "OK": (0.009, 730, 749),
+    "UT": (0.007, 840, 847),
+    "KS": (0.008, 660, 679),
+    "AR": (0.007, 716, 729),
+    "NM": (0.005, 870, 884),
+    "HI": (0.005, 967, 968),
+    "NH": (0.005, 30, 38),
+    "RI": (0.004, 28, 29),
+    "WV": (0.004, 247, 268),
+    "MS": (0.004, 386, 397),
+    "DE": (0.003, 197, 199),
+    "MT": (0.003, 590, 599),
+    "DC": (0.003, 200, 205),
+    "AK": (0.002, 995, 999),
+    "WY": (0.002, 820, 831),
+    "SD": (0.002, 570, 577),
+    "VT": (0.002, 50, 59),
+    "NE": (0.003, 680, 693),
+    "ME": (0.002, 39, 49),
+    "ID": (0.002, 832, 838),
+    "ND": (0.001, 580, 588),
 }
 _EMP_TITLES = (
-    "Teacher", "Manager", "Registered Nurse", "Owner", "Supervisor", "Sales", "Project Manager",
-    "Driver", "Office Manager", "General Manager", "Director", "Engineer", "Truck Driver",
-    "Operations Manager", "Police Officer", "Accountant", "Store Manager", "Administrative Assistant",
-    "Software Engineer", "Account Manager", "Sales Manager", "Mechanic", "Electrician", "Nurse",
-    "Analyst", "Customer Service", "Attorney", "Technician", "Vice President", "Consultant",
-    "Server", "Paralegal", "Pharmacist", "Cashier", "Controller", "Branch Manager", "Foreman",
+    "Teacher",
+    "Manager",
+    "Registered Nurse",
+    "Owner",
+    "Supervisor",
+    "Sales",
+    "Project Manager",
+    "Driver",
+    "Office Manager",
+    "General Manager",
+    "Director",
+    "Engineer",
+    "Truck Driver",
+    "Operations Manager",
+    "Police Officer",
+    "Accountant",
+    "Store Manager",
+    "Administrative Assistant",
+    "Software Engineer",
+    "Account Manager",
+    "Sales Manager",
+    "Mechanic",
+    "Electrician",
+    "Nurse",
+    "Analyst",
+    "Customer Service",
+    "Attorney",
+    "Technician",
+    "Vice President",
+    "Consultant",
+    "Server",
+    "Paralegal",
+    "Pharmacist",
+    "Cashier",
+    "Controller",
+    "Branch Manager",
+    "Foreman",
 )
 # emp_length values 0..10 ('< 1 year' .. '10+ years') and their shares.
 _EMP_SHARE = (0.08, 0.07, 0.09, 0.08, 0.06, 0.06, 0.05, 0.05, 0.05, 0.04, 0.37)
@@ -84,21 +148,70 @@ _HOME = ("MORTGAGE", "RENT", "OWN", "OTHER", "NONE", "ANY")
 
 # Columns that may be blanked at random (never the required ones).
 _OPTIONAL_BLANKS = (
-    "emp_title", "emp_length", "dti", "revol_util", "mort_acc", "pub_rec_bankruptcies",
-    "inq_last_6mths", "title", "collections_12_mths_ex_med", "acc_now_delinq", "installment",
+    "emp_title",
+    "emp_length",
+    "dti",
+    "revol_util",
+    "mort_acc",
+    "pub_rec_bankruptcies",
+    "inq_last_6mths",
+    "title",
+    "collections_12_mths_ex_med",
+    "acc_now_delinq",
+    "installment",
 )
 
 LOAN_COLUMNS = (
-    "id", "loan_amnt", "funded_amnt", "term", "int_rate", "installment", "grade", "sub_grade",
-    "emp_title", "emp_length", "home_ownership", "annual_inc", "verification_status", "issue_d",
-    "loan_status", "purpose", "title", "zip_code", "addr_state", "dti", "delinq_2yrs",
-    "earliest_cr_line", "fico_range_low", "fico_range_high", "inq_last_6mths",
-    "mths_since_last_delinq", "mths_since_last_record", "open_acc", "pub_rec", "revol_bal",
-    "revol_util", "total_acc", "initial_list_status", "out_prncp", "total_pymnt",
-    "total_rec_prncp", "total_rec_int", "total_rec_late_fee", "recoveries",
-    "collection_recovery_fee", "last_pymnt_d", "last_pymnt_amnt", "next_pymnt_d",
-    "last_credit_pull_d", "last_fico_range_high", "last_fico_range_low",
-    "collections_12_mths_ex_med", "application_type", "acc_now_delinq", "mort_acc",
+    "id",
+    "loan_amnt",
+    "funded_amnt",
+    "term",
+    "int_rate",
+    "installment",
+    "grade",
+    "sub_grade",
+    "emp_title",
+    "emp_length",
+    "home_ownership",
+    "annual_inc",
+    "verification_status",
+    "issue_d",
+    "loan_status",
+    "purpose",
+    "title",
+    "zip_code",
+    "addr_state",
+    "dti",
+    "delinq_2yrs",
+    "earliest_cr_line",
+    "fico_range_low",
+    "fico_range_high",
+    "inq_last_6mths",
+    "mths_since_last_delinq",
+    "mths_since_last_record",
+    "open_acc",
+    "pub_rec",
+    "revol_bal",
+    "revol_util",
+    "total_acc",
+    "initial_list_status",
+    "out_prncp",
+    "total_pymnt",
+    "total_rec_prncp",
+    "total_rec_int",
+    "total_rec_late_fee",
+    "recoveries",
+    "collection_recovery_fee",
+    "last_pymnt_d",
+    "last_pymnt_amnt",
+    "next_pymnt_d",
+    "last_credit_pull_d",
+    "last_fico_range_high",
+    "last_fico_range_low",
+    "collections_12_mths_ex_med",
+    "application_type",
+    "acc_now_delinq",
+    "mort_acc",
     "pub_rec_bankruptcies",
 )
 TRUTH_COLUMNS = ("id", "issue_d", "true_pd", "will_default", "default_month", "prepay_month")
@@ -175,7 +288,10 @@ def write_generated(
     kind = _output_kind(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sidecar = truth_path(out)
-    tmp_out, tmp_truth = out.with_name(out.name + ".part"), sidecar.with_name(sidecar.name + ".part")
+    tmp_out, tmp_truth = (
+        out.with_name(out.name + ".part"),
+        sidecar.with_name(sidecar.name + ".part"),
+    )
     defaults, rows = 0, 0
     pd_parts: list[np.ndarray] = []
     outcome_parts: list[np.ndarray] = []
@@ -209,7 +325,9 @@ def _month_number(text: str, option: str) -> int:
         if not 1 <= month <= 12 or not 1900 <= year <= 2100:
             raise ValueError
     except ValueError:
-        raise LoanriskError(f"{option} must look like YYYY-MM (e.g. 2015-01), got {text!r}") from None
+        raise LoanriskError(
+            f"{option} must look like YYYY-MM (e.g. 2015-01), got {text!r}"
+        ) from None
     return year * 12 + month - 1
 
 
@@ -275,11 +393,13 @@ class _Applicants:
 def _applicants(rng: np.random.Generator, drift: np.ndarray) -> _Applicants:
     n = len(drift)
     quality = rng.normal(-0.55 * drift, 1.0)
-    fico = np.clip(np.round((695 + 32 * (0.8 * quality + 0.6 * rng.normal(size=n))) / 5) * 5,
-                   660, 845)
+    fico = np.clip(
+        np.round((695 + 32 * (0.8 * quality + 0.6 * rng.normal(size=n))) / 5) * 5, 660, 845
+    )
     income = np.clip(
         np.round(np.exp(rng.normal(np.log(66_000) + 0.22 * quality - 0.2 * drift, 0.55)), -2),
-        4_000, 9_000_000,
+        4_000,
+        9_000_000,
     )
     dti = np.clip(rng.normal(18.5 - 2.5 * quality + 3.5 * drift, 8.0), 0.0, 45.0)
     util = np.clip(rng.normal(0.52 - 0.13 * quality + 0.08 * drift, 0.24), 0.0, 1.3)
@@ -287,19 +407,35 @@ def _applicants(rng: np.random.Generator, drift: np.ndarray) -> _Applicants:
     home_p = np.array([0.49, 0.40, 0.107, 0.001, 0.001, 0.001])
     home = rng.choice(6, size=n, p=home_p / home_p.sum())
     amount = np.clip(
-        np.round(np.exp(rng.normal(np.log(12_500) + 0.35 * np.log(income / 66_000), 0.6)) / 25) * 25,
-        1_000, 40_000,
+        np.round(np.exp(rng.normal(np.log(12_500) + 0.35 * np.log(income / 66_000), 0.6)) / 25)
+        * 25,
+        1_000,
+        40_000,
     )
-    term = np.where(rng.random(n) < np.clip(0.18 + 0.25 * (amount > 20_000) + 0.12 * drift, 0, 0.9),
-                    60, 36)
+    term = np.where(
+        rng.random(n) < np.clip(0.18 + 0.25 * (amount > 20_000) + 0.12 * drift, 0, 0.9), 60, 36
+    )
     inq = np.minimum(rng.poisson(np.clip(0.7 - 0.25 * quality + 0.5 * drift, 0.05, None)), 8)
     delinq = rng.poisson(0.25 + 0.25 * (quality < -1.0))
     pub_rec = rng.poisson(0.18, n)
     history = np.clip(rng.normal(190 + 45 * quality, 85), 36, 600).astype(np.int64)
     purpose_p = np.array([p[0] for p in _PURPOSES.values()])
     purpose = rng.choice(len(purpose_p), size=n, p=purpose_p / purpose_p.sum())
-    return _Applicants(fico, income, dti, util, term, amount, inq, delinq, pub_rec,
-                       emp_length, home, purpose, history)
+    return _Applicants(
+        fico,
+        income,
+        dti,
+        util,
+        term,
+        amount,
+        inq,
+        delinq,
+        pub_rec,
+        emp_length,
+        home,
+        purpose,
+        history,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -314,7 +450,8 @@ def _sub_grade_cuts() -> np.ndarray:
     grade_edges = np.concatenate([[0.0], np.cumsum(_GRADE_MIX)])
     quantiles = [
         grade_edges[g] + (grade_edges[g + 1] - grade_edges[g]) * s / 5
-        for g in range(7) for s in range(1, 6)
+        for g in range(7)
+        for s in range(1, 6)
     ][:-1]
     return np.quantile(scores, quantiles)
 
@@ -331,8 +468,11 @@ def _block(
     # LendingClub's own grade: the true risk seen through its (imperfect) score.
     sub_grade_idx = np.searchsorted(_sub_grade_cuts(), logit + rng.normal(0, 0.35, n))
     grade_idx = sub_grade_idx // 5
-    rate = np.clip(0.055 + 0.0088 * sub_grade_idx + 0.004 * (app.term == 60)
-                   + rng.normal(0, 0.0025, n), 0.05, 0.31)
+    rate = np.clip(
+        0.055 + 0.0088 * sub_grade_idx + 0.004 * (app.term == 60) + rng.normal(0, 0.0025, n),
+        0.05,
+        0.31,
+    )
     rate = np.round(rate, 4)
     monthly = rate / 12
     installment = np.round(app.amount * monthly / (1 - (1 + monthly) ** (-app.term)), 2)
@@ -349,8 +489,7 @@ def _block(
     status = _status(rng, will_default, age, last_paid, charge_off, prepay_month, months)
 
     # Payments up to the extract date (post-origination fields: they leak the outcome).
-    paid_months = np.where(will_default, np.minimum(age, last_paid),
-                           np.minimum(age, prepay_month))
+    paid_months = np.where(will_default, np.minimum(age, last_paid), np.minimum(age, prepay_month))
     paid_months = np.maximum(paid_months, 0)
     balance = _balance(app.amount, monthly, app.term, paid_months)
     fully = (~will_default) & (age >= prepay_month)
@@ -361,8 +500,13 @@ def _block(
     recoveries = np.where(charged, np.round(balance * rng.uniform(0, 0.15, n), 2), 0.0)
     total_pymnt = total_rec_prncp + total_rec_int + recoveries
     last_pymnt = issue + np.maximum(paid_months, 1)
-    last_fico = np.clip(app.fico + np.where(will_default & (age > last_paid), -120, 10)
-                        + rng.normal(0, 25, n).round(), 300, 850)
+    last_fico = np.clip(
+        app.fico
+        + np.where(will_default & (age > last_paid), -120, 10)
+        + rng.normal(0, 25, n).round(),
+        300,
+        850,
+    )
     last_fico = np.round(last_fico / 5) * 5
 
     state_names = list(_STATES)
@@ -373,9 +517,7 @@ def _block(
     zip3 = zip_low + np.floor(rng.random(n) * (zip_high - zip_low + 1)).astype(np.int64)
 
     open_acc = np.maximum(rng.poisson(11, n), 1)
-    delinq_since = np.where(
-        (app.delinq > 0) | (rng.random(n) < 0.35), rng.integers(1, 120, n), -1
-    )
+    delinq_since = np.where((app.delinq > 0) | (rng.random(n) < 0.35), rng.integers(1, 120, n), -1)
     record_since = np.where(app.pub_rec > 0, rng.integers(1, 120, n), -1)
     verified = rng.random(n)
     verification = np.where(
@@ -387,8 +529,12 @@ def _block(
     bankruptcies = np.minimum(app.pub_rec, rng.poisson(0.8, n))
     revol_bal = np.round(app.util * np.clip(rng.normal(0.25, 0.08, n), 0.02, 1) * app.income)
 
-    ids = (config.start_month // 12 * 100 + config.start_month % 12 + 1) * 10**11 \
-        + (config.seed % 1000) * 10**8 + first + np.arange(n)
+    ids = (
+        (config.start_month // 12 * 100 + config.start_month % 12 + 1) * 10**11
+        + (config.seed % 1000) * 10**8
+        + first
+        + np.arange(n)
+    )
 
     cols: dict[str, pa.Array] = {
         "id": pa.array(ids).cast(pa.string()),
@@ -398,16 +544,19 @@ def _block(
         "int_rate": _pct(rate * 100, 2),
         "installment": _num(installment, 2),
         "grade": _pick(np.array(list(_GRADES)), grade_idx),
-        "sub_grade": _pick(np.array([f"{g}{s}" for g in _GRADES for s in range(1, 6)]),
-                           sub_grade_idx),
+        "sub_grade": _pick(
+            np.array([f"{g}{s}" for g in _GRADES for s in range(1, 6)]), sub_grade_idx
+        ),
         "emp_title": _pick(np.array(_EMP_TITLES), rng.integers(0, len(_EMP_TITLES), n)),
-        "emp_length": _pick(np.array(["< 1 year", "1 year"]
-                                     + [f"{y} years" for y in range(2, 10)] + ["10+ years"]),
-                            app.emp_length),
+        "emp_length": _pick(
+            np.array(["< 1 year", "1 year"] + [f"{y} years" for y in range(2, 10)] + ["10+ years"]),
+            app.emp_length,
+        ),
         "home_ownership": _pick(np.array(_HOME), app.home),
         "annual_inc": _num(app.income, 0),
-        "verification_status": _pick(np.array(["Verified", "Source Verified", "Not Verified"]),
-                                     verification),
+        "verification_status": _pick(
+            np.array(["Verified", "Source Verified", "Not Verified"]), verification
+        ),
         "issue_d": _month_text(issue),
         "loan_status": status,
         "purpose": _pick(np.array(list(_PURPOSES)), app.purpose),
@@ -437,14 +586,16 @@ def _block(
         "collection_recovery_fee": _num(np.round(recoveries * 0.18, 2), 2),
         "last_pymnt_d": _blank(_month_text(last_pymnt), paid_months < 1),
         "last_pymnt_amnt": _num(np.where(paid_months > 0, installment, 0.0), 2),
-        "next_pymnt_d": _blank(_month_text(np.full(n, config.as_of_month)),
-                               fully | charged | (age < 1)),
+        "next_pymnt_d": _blank(
+            _month_text(np.full(n, config.as_of_month)), fully | charged | (age < 1)
+        ),
         "last_credit_pull_d": _month_text(np.full(n, config.as_of_month - 1)),
         "last_fico_range_high": _num(last_fico + 4, 0),
         "last_fico_range_low": _num(last_fico, 0),
         "collections_12_mths_ex_med": _num((rng.random(n) < 0.015).astype(int), 0),
-        "application_type": _pick(np.array(["Individual", "Joint App"]),
-                                  (rng.random(n) < 0.05).astype(int)),
+        "application_type": _pick(
+            np.array(["Individual", "Joint App"]), (rng.random(n) < 0.05).astype(int)
+        ),
         "acc_now_delinq": _num((rng.random(n) < 0.004).astype(int), 0),
         "mort_acc": _num(mortgages, 0),
         "pub_rec_bankruptcies": _num(bankruptcies, 0),
@@ -463,8 +614,9 @@ def _block(
         "prepay_month": pa.array(np.where(will_default, -1, prepay_month)).cast(pa.int32()),
     }
     for name in ("default_month", "prepay_month"):
-        truth[name] = pc.if_else(pc.equal(truth[name], -1), pa.scalar(None, pa.int32()),
-                                 truth[name])
+        truth[name] = pc.if_else(
+            pc.equal(truth[name], -1), pa.scalar(None, pa.int32()), truth[name]
+        )
 
     loans = pa.table({c: cols[c] for c in LOAN_COLUMNS})
     loans, truth_table = _make_dirty(rng, config, loans, pa.table(truth))
@@ -481,10 +633,20 @@ def _status(
     months: np.ndarray,
 ) -> pa.Array:
     n = len(age)
-    choices = np.array(["Current", "Fully Paid", "Charged Off", "Default", "Late (31-120 days)",
-                        "In Grace Period", "Late (16-30 days)", "Issued",
-                        "Does not meet the credit policy. Status:Fully Paid",
-                        "Does not meet the credit policy. Status:Charged Off"])
+    choices = np.array(
+        [
+            "Current",
+            "Fully Paid",
+            "Charged Off",
+            "Default",
+            "Late (31-120 days)",
+            "In Grace Period",
+            "Late (16-30 days)",
+            "Issued",
+            "Does not meet the credit policy. Status:Fully Paid",
+            "Does not meet the credit policy. Status:Charged Off",
+        ]
+    )
     code = np.zeros(n, dtype=np.int64)  # Current
     late = age - last_paid
     code = np.where(~will_default & (age >= prepay_month), 1, code)
@@ -500,8 +662,9 @@ def _status(
     return _pick(choices, code)
 
 
-def _balance(amount: np.ndarray, monthly: np.ndarray, term: np.ndarray, paid: np.ndarray
-             ) -> np.ndarray:
+def _balance(
+    amount: np.ndarray, monthly: np.ndarray, term: np.ndarray, paid: np.ndarray
+) -> np.ndarray:
     growth = (1 + monthly) ** term
     return np.round(amount * (growth - (1 + monthly) ** paid) / (growth - 1), 2)
 
@@ -590,11 +753,15 @@ class _LoanWriter:
                 self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
             else:
                 raw = open(self.path, "wb")  # noqa: SIM115 - closed in __exit__
-                sink = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="",
-                                     compresslevel=5) if self.kind == "csv.gz" else raw
+                sink = (
+                    gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="", compresslevel=5)
+                    if self.kind == "csv.gz"
+                    else raw
+                )
                 self._file = (raw, sink)
                 self._writer = pacsv.CSVWriter(
-                    sink, table.schema,
+                    sink,
+                    table.schema,
                     write_options=pacsv.WriteOptions(quoting_style="needed"),
                 )
         self._writer.write_table(table)

@@ -52,8 +52,9 @@ def clean_arrow(raw: pd.Series) -> pa.Array:
 
 def clean_text(raw: pd.Series) -> pd.Series:
     """Stripped text with missing values as ``None`` (object dtype, same index)."""
-    values = clean_arrow(raw).to_pandas()
-    return pd.Series(values.to_numpy(dtype=object), index=raw.index).where(values.notna().to_numpy(), None)
+    values = clean_arrow(raw).to_numpy(zero_copy_only=False).astype(object)
+    values[pd.isna(values)] = None
+    return pd.Series(values, index=raw.index, dtype=object)
 
 
 def parse_column(raw: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
@@ -132,8 +133,12 @@ def _month(text: pa.Array) -> Parsed:
             break
         parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
         year = pc.year(parsed)
-        plausible = pc.fill_null(pc.and_(pc.greater_equal(year, 1900), pc.less_equal(year, 2100)), False)
-        values = pc.coalesce(values, pc.if_else(plausible, parsed, pa.scalar(None, pa.timestamp("s"))))
+        plausible = pc.fill_null(
+            pc.and_(pc.greater_equal(year, 1900), pc.less_equal(year, 2100)), False
+        )
+        values = pc.coalesce(
+            values, pc.if_else(plausible, parsed, pa.scalar(None, pa.timestamp("s")))
+        )
     values = pc.floor_temporal(values, unit="month")
     return values, _failed(text, values)
 
@@ -189,8 +194,10 @@ def _check_range(
     values: pa.Array, text: pa.Array, spec: ColumnSpec, index: pd.Index
 ) -> tuple[pa.Array, pd.Series]:
     reasons: list[pd.Series] = []
-    for bound, compare, word in ((spec.min, pc.less, "below the minimum"),
-                                 (spec.max, pc.greater, "above the maximum")):
+    for bound, compare, word in (
+        (spec.min, pc.less, "below the minimum"),
+        (spec.max, pc.greater, "above the maximum"),
+    ):
         if bound is None:
             continue
         outside = pc.fill_null(compare(pc.cast(values, pa.float64()), bound), False)
@@ -209,5 +216,8 @@ def _to_series(values: pa.Array, parser: Parser, index: pd.Index) -> pd.Series:
         out = values.to_pandas()
     else:
         out = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
-    return pd.Series(out.to_numpy() if not isinstance(out.dtype, pd.Int64Dtype) else out.array,
-                     index=index, name=None)
+    return pd.Series(
+        out.to_numpy() if not isinstance(out.dtype, pd.Int64Dtype) else out.array,
+        index=index,
+        name=None,
+    )

@@ -51,9 +51,7 @@ def expand_sources(sources: list[str]) -> list[str]:
         elif fs.isdir(path):
             matches = sorted(p for p in fs.find(path) if p.lower().endswith(SUFFIXES))
             if not matches:
-                raise InputFileError(
-                    f"{source}: folder holds no {', '.join(SUFFIXES)} file"
-                )
+                raise InputFileError(f"{source}: folder holds no {', '.join(SUFFIXES)} file")
         elif fs.exists(path):
             matches = [path]
         else:
@@ -95,8 +93,14 @@ def read_chunks(
         if head[:4] == _PARQUET_MAGIC:
             batches = _parquet_batches(counted, chunk_size)
         else:
-            batches = _csv_batches(counted, url, header, gz=head[:2] == _GZIP_MAGIC,
-                                   encoding=encoding, delimiter=delimiter)
+            batches = _csv_batches(
+                counted,
+                url,
+                header,
+                gz=head[:2] == _GZIP_MAGIC,
+                encoding=encoding,
+                delimiter=delimiter,
+            )
         first_row = 1
         for table in _rebatch(batches, chunk_size):
             frame = table.to_pandas(types_mapper=pd.ArrowDtype)
@@ -119,7 +123,7 @@ def read_header(url: str, *, encoding: str = "utf-8", delimiter: str = ",") -> l
                 return list(pq.ParquetFile(counted).schema_arrow.names)
             except (pa.ArrowException, OSError) as exc:
                 raise InputFileError(f"{url}: not a readable Parquet file: {exc}") from exc
-        stream: IO[bytes] = counted
+        stream: Any = counted
         if head[:2] == _GZIP_MAGIC:
             stream = pa.CompressedInputStream(pa.PythonFile(counted, mode="r"), "gzip")
         try:
@@ -181,7 +185,12 @@ class _CountingReader(io.RawIOBase):
 
 
 def _csv_batches(
-    handle: _CountingReader, url: str, header: list[str], *, gz: bool, encoding: str,
+    handle: _CountingReader,
+    url: str,
+    header: list[str],
+    *,
+    gz: bool,
+    encoding: str,
     delimiter: str,
 ) -> Iterator[pa.RecordBatch]:
     stream: Any = pa.PythonFile(handle, mode="r")
@@ -193,12 +202,13 @@ def _csv_batches(
             read_options=pacsv.ReadOptions(encoding=encoding, block_size=8 << 20),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True,
-                quoted_strings_can_be_null=True, null_values=[""],
+                column_types=dict.fromkeys(header, pa.string()),
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+                null_values=[""],
             ),
         )
-        for batch in reader:
-            yield batch
+        yield from reader
     except (pa.ArrowException, OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
         raise _unreadable(url, exc, encoding) from exc
 
@@ -258,5 +268,3 @@ def _unreadable(url: str, exc: BaseException, encoding: str) -> InputFileError:
             "check the delimiter and quoting"
         )
     return InputFileError(f"{url}: cannot be read as CSV: {text}")
-
-

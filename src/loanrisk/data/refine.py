@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loanrisk.constants import LABEL, LOAN_ID, SOURCE_ROW, TARGET_RAW, VINTAGE, Label
-from loanrisk.data.parsers import clean_arrow, clean_text, parse_column
+from loanrisk.data.parsers import clean_arrow, parse_column
 from loanrisk.errors import InputFileError
 from loanrisk.profiles.model import Parser, Profile, normalise_header
 
@@ -48,8 +48,7 @@ def check_columns(
 ) -> dict[str, str]:
     """Header mapping, or an error naming the required columns that are missing."""
     mapping = map_headers(columns, profile)
-    required = [c for c in profile.required
-                if not (applications and c == profile.target.column)]
+    required = [c for c in profile.required if not (applications and c == profile.target.column)]
     missing = [c for c in required if c not in mapping.values()]
     if missing:
         shown = ", ".join(repr(c) for c in columns[:12]) + (" ..." if len(columns) > 12 else "")
@@ -72,10 +71,13 @@ def row_keys(raw: pd.DataFrame) -> pd.Series:
     Pass the columns in a fixed order (the caller sorts by profile name), so the same
     values give the same key whatever the file's column order.
     """
-    joined = pd.Series("", index=raw.index, dtype=object)
-    for column in raw.columns:
-        joined = joined + "\x1f" + clean_text(raw[column]).fillna("")
-    return joined.map(lambda s: "h" + hashlib.blake2b(s.encode(), digest_size=10).hexdigest())
+    cleaned = [pc.fill_null(clean_arrow(raw[column]), "") for column in raw.columns]
+    joined = pc.binary_join_element_wise(*cleaned, "\x1f").to_pylist() if cleaned else []
+    keys = ["h" + hashlib.blake2b(text.encode(), digest_size=10).hexdigest() for text in joined]
+    return pd.Series(keys or [_EMPTY_KEY] * len(raw), index=raw.index, dtype=object)
+
+
+_EMPTY_KEY = "h" + hashlib.blake2b(b"", digest_size=10).hexdigest()
 
 
 def refine(raw: pd.DataFrame, profile: Profile, *, applications: bool = False) -> RefineResult:
@@ -106,12 +108,17 @@ def refine(raw: pd.DataFrame, profile: Profile, *, applications: bool = False) -
     silver = pd.DataFrame(index=raw.index)
     silver[LOAN_ID] = loan_id
     silver[SOURCE_ROW] = raw.index.astype("int64")
-    silver[VINTAGE] = (typed[profile.vintage] if profile.vintage in typed
-                       else pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]"))
+    silver[VINTAGE] = (
+        typed[profile.vintage]
+        if profile.vintage in typed
+        else pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+    )
     silver[LABEL] = label
     silver[TARGET_RAW] = target_raw
     for name in profile.silver_columns:
-        silver[name] = typed[name] if name in typed else _empty(profile.columns[name].parser, raw.index)
+        silver[name] = (
+            typed[name] if name in typed else _empty(profile.columns[name].parser, raw.index)
+        )
 
     rejects = _collect(problems, loan_id)
     silver = silver.loc[~silver.index.isin(rejects[SOURCE_ROW])]
@@ -126,8 +133,10 @@ def drop_duplicate_ids(silver: pd.DataFrame, seen: set[str] | frozenset[str]) ->
     dupes = silver.loc[repeated, [SOURCE_ROW, LOAN_ID]].copy()
     dupes["column_name"] = LOAN_ID
     dupes["reason"] = "duplicate loan id: an earlier row of this file has the same id"
-    return RefineResult(silver=silver.loc[~repeated].reset_index(drop=True),
-                        rejects=dupes[REJECT_COLUMNS].reset_index(drop=True))
+    return RefineResult(
+        silver=silver.loc[~repeated].reset_index(drop=True),
+        rejects=dupes[REJECT_COLUMNS].reset_index(drop=True),
+    )
 
 
 def _loan_ids(
@@ -139,14 +148,18 @@ def _loan_ids(
     applications: bool,
 ) -> pd.Series:
     id_column = profile.id.column
-    content_keys = row_keys(raw[[by_name[name] for name in sorted(by_name)]])
+    content = raw[[by_name[name] for name in sorted(by_name)]]
     if id_column is not None and id_column in by_name:
         # Parquet and spreadsheets turn 1077501 into '1077501.0'; keep ids stable.
-        ids = _as_object(pc.replace_substring_regex(clean_arrow(raw[by_name[id_column]]),
-                                                    r"^(\d+)\.0+$", r"\1"), raw.index)
+        ids = _as_object(
+            pc.replace_substring_regex(clean_arrow(raw[by_name[id_column]]), r"^(\d+)\.0+$", r"\1"),
+            raw.index,
+        )
         missing = ids.isna()
         if applications:
-            return ids.where(~missing, content_keys)
+            if missing.any():
+                ids[missing] = row_keys(content[missing.to_numpy()])
+            return ids
         if missing.any():
             problems.append(
                 pd.DataFrame(
@@ -155,7 +168,7 @@ def _loan_ids(
                 )
             )
         return ids
-    return content_keys
+    return row_keys(content)
 
 
 def _labels(
@@ -164,9 +177,13 @@ def _labels(
     target = profile.target.column
     if target not in typed:
         index = next(iter(typed.values())).index
-        return pd.Series(pd.NA, index=index, dtype="Int64"), pd.Series(None, index=index, dtype=object)
+        return pd.Series(pd.NA, index=index, dtype="Int64"), pd.Series(
+            None, index=index, dtype=object
+        )
     raw_values = typed[target]
-    tokens = pc.utf8_lower(pc.replace_substring_regex(pa.array(raw_values, pa.string()), r"\s+", " "))
+    tokens = pc.utf8_lower(
+        pc.replace_substring_regex(pa.array(raw_values, pa.string()), r"\s+", " ")
+    )
     kinds = _as_object(tokens, raw_values.index).map(profile.target.mapping())
     unknown_value = raw_values.notna() & kinds.isna()
     if unknown_value.any():
@@ -176,8 +193,10 @@ def _labels(
                 {
                     "column_name": target,
                     "reason": raw_values[unknown_value].map(
-                        lambda v: f"{v!r} is not one of the {expected} values the profile "
-                        "lists as bad, good or unknown"
+                        lambda v: (
+                            f"{v!r} is not one of the {expected} values the profile "
+                            "lists as bad, good or unknown"
+                        )
                     ),
                 }
             )

@@ -17,7 +17,9 @@ from loanrisk.profiles.model import Profile
 def builtin_profiles() -> list[str]:
     """Names of the profiles shipped with loanrisk."""
     folder = resources.files("loanrisk.profiles")
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
@@ -36,7 +38,9 @@ def load_profile(name_or_path: str | Path) -> Profile:
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise ProfileError(f"profile {origin} has {exc.error_count()} problem(s): {problems}") from exc
+        raise ProfileError(
+            f"profile {origin} has {exc.error_count()} problem(s): {problems}"
+        ) from exc
 
 
 def profile_fingerprint(profile: Profile) -> str:

@@ -185,7 +185,9 @@ class Profile(BaseModel):
             for raw in [name, *spec.aliases]:
                 key = normalise_header(raw)
                 if key in lookup and lookup[key] != name:
-                    raise ValueError(f"header {raw!r} would map to both {lookup[key]!r} and {name!r}")
+                    raise ValueError(
+                        f"header {raw!r} would map to both {lookup[key]!r} and {name!r}"
+                    )
                 lookup[key] = name
         return self
 
@@ -205,9 +207,7 @@ class Profile(BaseModel):
     @property
     def silver_columns(self) -> list[str]:
         """Typed columns stored in silver: every declared column but the id and target."""
-        return [
-            n for n, c in self.columns.items() if c.role not in (Role.ID, Role.TARGET)
-        ]
+        return [n for n, c in self.columns.items() if c.role not in (Role.ID, Role.TARGET)]
 
     @property
     def gold_features(self) -> list[str]:

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 _COPY_PIECE = 4 << 20
 
 
-def write_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, *,
-                into: str | None = None) -> None:
+def write_frame(
+    conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, *, into: str | None = None
+) -> None:
     """Append ``frame`` (columns named like ``table``'s) to ``table`` or to table ``into``."""
     if frame.empty:
         return
@@ -31,17 +32,25 @@ def write_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, *,
     conn.exec_driver_sql(f"INSERT INTO {quote(name)} ({columns}) VALUES ({marks})", rows)
 
 
-def upsert_frame(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, *, key: str,
-                 touched: str | None = None) -> tuple[int, int]:
+def upsert_frame(
+    conn: sa.Connection,
+    table: sa.Table,
+    frame: pd.DataFrame,
+    *,
+    key: str,
+    touched: str | None = None,
+    known_new: bool = False,
+) -> tuple[int, int]:
     """Insert or replace rows by ``key``; returns (new rows, updated rows).
 
     Rows whose keys are all new go straight in (COPY on PostgreSQL); otherwise they pass
     through a temporary stage table and ``INSERT ... ON CONFLICT DO UPDATE``.
-    ``touched`` names a timestamp column set to now on update.
+    ``touched`` names a timestamp column set to now on update; ``known_new`` skips the
+    look-up when the caller knows no key exists yet.
     """
     if frame.empty:
         return 0, 0
-    if not existing_keys(conn, table, key, frame[key]):
+    if known_new or not existing_keys(conn, table, key, frame[key]):
         write_frame(conn, table, frame)
         return len(frame), 0
     quote = conn.dialect.identifier_preparer.quote
@@ -75,11 +84,15 @@ def existing_keys(conn: sa.Connection, table: sa.Table, key: str, keys: pd.Serie
     values = [str(k) for k in keys]
     if conn.dialect.name == "postgresql":
         # One text parameter split server-side: far cheaper than binding a big array.
-        sql = (f"SELECT count(*) FROM {quote(table.name)} "
-               f"WHERE {quote(key)} = ANY(string_to_array(%(keys)s, E'\\x1f'))")
+        sql = (
+            f"SELECT count(*) FROM {quote(table.name)} "
+            f"WHERE {quote(key)} = ANY(string_to_array(%(keys)s, E'\\x1f'))"
+        )
         return int(conn.exec_driver_sql(sql, {"keys": "\x1f".join(values)}).scalar_one())
-    sql = (f"SELECT count(*) FROM {quote(table.name)} "
-           f"WHERE {quote(key)} IN (SELECT value FROM json_each(?))")
+    sql = (
+        f"SELECT count(*) FROM {quote(table.name)} "
+        f"WHERE {quote(key)} IN (SELECT value FROM json_each(?))"
+    )
     return int(conn.exec_driver_sql(sql, (json.dumps(values),)).scalar_one())
 
 

@@ -62,7 +62,9 @@ def migrate(engine: sa.Engine, profile: Profile) -> None:
 def _check_profile(conn: sa.Connection, profile: Profile) -> None:
     if not sa.inspect(conn).has_table(Table.WAREHOUSE_META):
         return
-    rows = dict(conn.execute(sa.text(f"SELECT key, value FROM {Table.WAREHOUSE_META}")).all())
+    rows: dict[str, str] = dict(
+        conn.execute(sa.text(f"SELECT key, value FROM {Table.WAREHOUSE_META}")).all()
+    )
     stored = rows.get("profile_fingerprint")
     if stored is not None and stored != profile_fingerprint(profile):
         raise WarehouseError(

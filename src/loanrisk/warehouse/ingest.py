@@ -31,7 +31,12 @@ from loanrisk.data.refine import check_columns, drop_duplicate_ids, refine
 from loanrisk.errors import InputFileError
 from loanrisk.profiles.model import Profile
 from loanrisk.warehouse.bulk import upsert_frame, write_frame
-from loanrisk.warehouse.schema import bronze_loans, ingestion_batches, profile_tables, silver_rejects
+from loanrisk.warehouse.schema import (
+    bronze_loans,
+    ingestion_batches,
+    profile_tables,
+    silver_rejects,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +147,9 @@ def _ingest_file(
             writer = _BackgroundWriter(conn)
             try:
                 for raw in _chunks(raw_file, options, progress):
-                    jobs = _prepare_chunk(profile, raw, batch_id, seen, result,
-                                          silver_table, gold_table)
+                    jobs = _prepare_chunk(
+                        profile, raw, batch_id, seen, result, silver_table, gold_table
+                    )
                     for job in jobs:
                         writer.submit(job)
             finally:
@@ -168,8 +174,9 @@ def _ingest_file(
     return result
 
 
-def _chunks(raw_file: RawFile, options: IngestOptions, progress: Progress | None
-            ) -> Iterator[pd.DataFrame]:
+def _chunks(
+    raw_file: RawFile, options: IngestOptions, progress: Progress | None
+) -> Iterator[pd.DataFrame]:
     yield from read_chunks(
         raw_file.url,
         chunk_size=options.chunk_size,
@@ -192,11 +199,13 @@ def _prepare_chunk(
     gold_table: sa.Table,
 ) -> list[Job]:
     """Parse one chunk here; return the database writes for the background writer."""
-    bronze = pd.DataFrame({
-        BATCH_ID: batch_id,
-        SOURCE_ROW: raw.index.to_numpy(),
-        "payload": bronze_payload(raw),
-    })
+    bronze = pd.DataFrame(
+        {
+            BATCH_ID: batch_id,
+            SOURCE_ROW: raw.index.to_numpy(),
+            "payload": bronze_payload(raw),
+        }
+    )
     refined = refine(raw, profile)
     deduped = drop_duplicate_ids(refined.silver, seen)
     seen.update(deduped.silver[LOAN_ID])
@@ -211,16 +220,16 @@ def _prepare_chunk(
         write_frame(conn, bronze_loans, bronze)
         write_frame(conn, silver_rejects, rejects.assign(**{BATCH_ID: batch_id}))
 
-    def write_silver(conn: sa.Connection) -> None:
-        new, updated = upsert_frame(conn, silver_table, silver, key=LOAN_ID,
-                                    touched="refined_at")
+    def write_silver_and_gold(conn: sa.Connection) -> None:
+        new, updated = upsert_frame(conn, silver_table, silver, key=LOAN_ID, touched="refined_at")
+        # Gold holds exactly the silver keys: all new in silver means all new in gold.
+        upsert_frame(
+            conn, gold_table, gold, key=LOAN_ID, touched="built_at", known_new=updated == 0
+        )
         result.rows_silver_new += new
         result.rows_silver_updated += updated
 
-    def write_gold(conn: sa.Connection) -> None:
-        upsert_frame(conn, gold_table, gold, key=LOAN_ID, touched="built_at")
-
-    return [write_bronze_and_rejects, write_silver, write_gold]
+    return [write_bronze_and_rejects, write_silver_and_gold]
 
 
 class _BackgroundWriter:
@@ -276,11 +285,14 @@ def bronze_payload(raw: pd.DataFrame) -> pa.Array:
     controls = pc.match_substring_regex(payload, r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
     if pc.any(controls).as_py():
         # Rare control characters: let the json module escape those rows.
-        rows = raw.astype(object).where(raw.notna(), None).itertuples(index=False)
+        rows = ([None if pd.isna(v) else v for v in row] for row in raw.itertuples(index=False))
         payload = pa.array(
-            [json.dumps(list(row)) if bad else value
-             for bad, value, row in zip(controls.to_pylist(), payload.to_pylist(), rows,
-                                        strict=True)],
+            [
+                json.dumps(list(row)) if bad else value
+                for bad, value, row in zip(
+                    controls.to_pylist(), payload.to_pylist(), rows, strict=True
+                )
+            ],
             pa.string(),
         )
     return payload
@@ -317,14 +329,16 @@ def warehouse_status(engine: sa.Engine) -> WarehouseStatus:
                 sa.func.coalesce(sa.func.sum(ingestion_batches.c.rows_gold), 0),
             )
         ).one()
-    names = ("rows_bronze", "rows_silver_new", "rows_silver_updated", "rows_rejected",
-             "rows_gold")
+    names = ("rows_bronze", "rows_silver_new", "rows_silver_updated", "rows_rejected", "rows_gold")
     totals = {n: int(v) for n, v in zip(names, totals_row, strict=True)}
     problems = []
     checks = [
         ("bronze rows = ingested rows", counts[Table.BRONZE], totals["rows_bronze"]),
-        ("ingested rows = new + updated + rejected", totals["rows_bronze"],
-         totals["rows_silver_new"] + totals["rows_silver_updated"] + totals["rows_rejected"]),
+        (
+            "ingested rows = new + updated + rejected",
+            totals["rows_bronze"],
+            totals["rows_silver_new"] + totals["rows_silver_updated"] + totals["rows_rejected"],
+        ),
         ("silver rows = new silver rows", counts[Table.SILVER], totals["rows_silver_new"]),
         ("rejects rows = rejected rows", counts[Table.REJECTS], totals["rows_rejected"]),
         ("gold rows = silver rows", counts[Table.GOLD], counts[Table.SILVER]),
@@ -341,5 +355,13 @@ def warehouse_status(engine: sa.Engine) -> WarehouseStatus:
     )
 
 
-__all__ = ["BatchResult", "IngestOptions", "InputFileError", "Progress", "WarehouseStatus",
-           "bronze_payload", "ingest", "warehouse_status"]
+__all__ = [
+    "BatchResult",
+    "IngestOptions",
+    "InputFileError",
+    "Progress",
+    "WarehouseStatus",
+    "bronze_payload",
+    "ingest",
+    "warehouse_status",
+]

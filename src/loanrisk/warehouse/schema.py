@@ -47,28 +47,49 @@ ingestion_batches = sa.Table(
 bronze_loans = sa.Table(
     Table.BRONZE,
     metadata,
-    sa.Column(BATCH_ID, sa.Integer, sa.ForeignKey(f"{Table.INGESTION_BATCHES}.{BATCH_ID}"),
-              primary_key=True),
+    sa.Column(
+        BATCH_ID,
+        sa.Integer,
+        sa.ForeignKey(f"{Table.INGESTION_BATCHES}.{BATCH_ID}"),
+        primary_key=True,
+    ),
     sa.Column(SOURCE_ROW, sa.BigInteger, primary_key=True),
     # Every raw field as text: a JSON array in the order of ingestion_batches.columns.
     sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False,
-              server_default=sa.func.current_timestamp()),
+    sa.Column(
+        "ingested_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.func.current_timestamp(),
+    ),
 )
 
 silver_rejects = sa.Table(
     Table.REJECTS,
     metadata,
-    sa.Column("reject_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
-    sa.Column(BATCH_ID, sa.Integer, sa.ForeignKey(f"{Table.INGESTION_BATCHES}.{BATCH_ID}"),
-              nullable=False, index=True),
+    sa.Column(
+        "reject_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column(
+        BATCH_ID,
+        sa.Integer,
+        sa.ForeignKey(f"{Table.INGESTION_BATCHES}.{BATCH_ID}"),
+        nullable=False,
+        index=True,
+    ),
     sa.Column(SOURCE_ROW, sa.BigInteger, nullable=False),
     sa.Column(LOAN_ID, sa.Text),
     sa.Column("column_name", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("rejected_at", sa.DateTime(timezone=True), nullable=False,
-              server_default=sa.func.current_timestamp()),
+    sa.Column(
+        "rejected_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.func.current_timestamp(),
+    ),
 )
 
 
@@ -89,27 +110,39 @@ def profile_tables(profile: Profile, target: sa.MetaData) -> tuple[sa.Table, sa.
         Table.SILVER,
         target,
         sa.Column(LOAN_ID, sa.Text, primary_key=True),
-        sa.Column(BATCH_ID, sa.Integer, nullable=False, index=True),
+        sa.Column(BATCH_ID, sa.Integer, nullable=False),
         sa.Column(SOURCE_ROW, sa.BigInteger, nullable=False),
         sa.Column(VINTAGE, sa.Date),
         sa.Column(LABEL, sa.SmallInteger),
         sa.Column(TARGET_RAW, sa.Text),
-        *(sa.Column(name, sql_type(profile.columns[name].parser))
-          for name in profile.silver_columns),
-        sa.Column("refined_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.current_timestamp()),
+        *(
+            sa.Column(name, sql_type(profile.columns[name].parser))
+            for name in profile.silver_columns
+        ),
+        sa.Column(
+            "refined_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.func.current_timestamp(),
+        ),
     )
     gold = sa.Table(
         Table.GOLD,
         target,
         sa.Column(LOAN_ID, sa.Text, primary_key=True),
-        sa.Column(BATCH_ID, sa.Integer, nullable=False, index=True),
+        sa.Column(BATCH_ID, sa.Integer, nullable=False),
         sa.Column(VINTAGE, sa.Date, index=True),
         sa.Column(LABEL, sa.SmallInteger),
-        *(sa.Column(name, sql_type(profile.columns[name].parser))
-          for name in profile.feature_columns),
+        *(
+            sa.Column(name, sql_type(profile.columns[name].parser))
+            for name in profile.feature_columns
+        ),
         *(sa.Column(name, sa.Double()) for name in profile.derived),
-        sa.Column("built_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.current_timestamp()),
+        sa.Column(
+            "built_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.func.current_timestamp(),
+        ),
     )
     return silver, gold

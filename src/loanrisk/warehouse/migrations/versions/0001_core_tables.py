@@ -32,31 +32,45 @@ def upgrade() -> None:
         sa.Column("rows_rejected", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("rows_gold", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("columns", sa.Text, nullable=False),  # JSON list: the file's header
-    sa.Column("columns_ignored", sa.Text, nullable=False, server_default="[]"),
+        sa.Column("columns_ignored", sa.Text, nullable=False, server_default="[]"),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
     )
     op.create_table(
         "bronze_loans",
-        sa.Column("batch_id", sa.Integer, sa.ForeignKey("ingestion_batches.batch_id"),
-                  primary_key=True),
+        sa.Column(
+            "batch_id", sa.Integer, sa.ForeignKey("ingestion_batches.batch_id"), primary_key=True
+        ),
         sa.Column("source_row", sa.BigInteger, primary_key=True),
         sa.Column("payload", sa.Text, nullable=False),
-        sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.current_timestamp()),
+        sa.Column(
+            "ingested_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.func.current_timestamp(),
+        ),
     )
     op.create_table(
         "silver_rejects",
-        sa.Column("reject_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-                  primary_key=True, autoincrement=True),
-        sa.Column("batch_id", sa.Integer, sa.ForeignKey("ingestion_batches.batch_id"),
-                  nullable=False),
+        sa.Column(
+            "reject_id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column(
+            "batch_id", sa.Integer, sa.ForeignKey("ingestion_batches.batch_id"), nullable=False
+        ),
         sa.Column("source_row", sa.BigInteger, nullable=False),
         sa.Column("loan_id", sa.Text),
         sa.Column("column_name", sa.Text, nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
-        sa.Column("rejected_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.current_timestamp()),
+        sa.Column(
+            "rejected_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.func.current_timestamp(),
+        ),
     )
     op.create_index("ix_silver_rejects_batch_id", "silver_rejects", ["batch_id"])
 

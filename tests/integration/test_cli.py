@@ -1,0 +1,106 @@
+"""The real ``loanrisk`` command, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+LOANRISK = str(Path(sys.executable).with_name("loanrisk"))
+
+
+def run(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [LOANRISK, "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+def test_generate_ingest_status_round_trip(tmp_path: Path):
+    home = tmp_path / "home"
+    loans = tmp_path / "loans.csv.gz"
+    made = run(
+        "generate",
+        "--rows",
+        "5000",
+        "--months",
+        "6",
+        "--seed",
+        "4",
+        "--out",
+        str(loans),
+        "--json",
+        home=home,
+    )
+    assert made.returncode == 0, made.stderr
+    summary = json.loads(made.stdout)
+    assert summary["rows"] == 5000 and Path(summary["truth"]).exists()
+
+    first = run("ingest", str(loans), "--json", home=home)
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    batch = result["batches"][0]
+    assert batch["rows_bronze"] == 5000
+    assert result["warehouse"]["reconciled"] is True
+
+    second = run("ingest", str(loans), home=home)
+    assert second.returncode == 0
+    assert "skipped" in second.stderr and "0 rows added" in second.stderr
+
+    status = json.loads(run("status", "--json", home=home).stdout)
+    tables = status["tables"]
+    assert tables["bronze_loans"] == 5000
+    assert tables["silver_loans"] + tables["silver_rejects"] == 5000
+    assert tables["gold_loan_features"] == tables["silver_loans"]
+
+
+def test_errors_are_one_clear_line_and_exit_non_zero(tmp_path: Path):
+    home = tmp_path / "home"
+    bad = tmp_path / "people.csv"
+    bad.write_text("name,age\nann,3\n")
+    result = run("ingest", str(bad), home=home)
+    assert result.returncode == 1
+    assert "error:" in result.stderr and "required column(s)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    profile = tmp_path / "broken.yaml"
+    profile.write_text("name: x\ncolumns: {}\n")
+    shown = run("profiles", "show", str(profile), home=home)
+    assert shown.returncode == 1 and "target: Field required" in shown.stderr
+
+    made = run(
+        "generate",
+        "--rows",
+        "10",
+        "--start",
+        "2015/01",
+        "--out",
+        str(tmp_path / "x.csv"),
+        home=home,
+    )
+    assert made.returncode == 1 and "--start must look like YYYY-MM" in made.stderr
+
+
+def test_config_masks_secrets(tmp_path: Path):
+    env = {"LOANRISK_WAREHOUSE__URL": "postgresql+psycopg://lr:s3cret@db:5432/lr"}
+    result = run("config", "--json", home=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["warehouse"]["url"] == "postgresql+psycopg://lr:***@db:5432/lr"
+    assert "s3cret" not in result.stdout
+    table = run("config", home=tmp_path, env=env)
+    assert "s3cret" not in table.stdout and "LOANRISK_WAREHOUSE__URL" in table.stdout
+
+
+def test_help_teaches(tmp_path: Path):
+    result = run("ingest", "--help", home=tmp_path)
+    assert result.returncode == 0
+    assert "fsspec" in result.stdout and "--chunk-size" in result.stdout
