@@ -25,7 +25,7 @@ $(STAMP): requirements.lock pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/loanrisk demo --home $(DEMO_HOME)
+	$(BIN)/loanrisk --home $(DEMO_HOME) demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
