@@ -39,6 +39,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/ingest.py
 
 lock: $(STAMP)
