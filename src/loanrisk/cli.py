@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,13 +22,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from loanrisk import __version__
+from loanrisk import __version__, registry
 from loanrisk.config import Settings, get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.errors import LoanriskError
 from loanrisk.logs import configure_logging
-from loanrisk.pipeline import run_ingest, run_status
+from loanrisk.pipeline import run_ingest, run_promote, run_status, run_train
 from loanrisk.profiles import builtin_profiles, load_profile
+from loanrisk.promotion import rollback
 
 app = typer.Typer(
     name="loanrisk",
@@ -94,6 +96,8 @@ def main(
     except LoanriskError as exc:
         raise _fail(str(exc)) from exc
     configure_logging(settings.log_level)
+    # MLflow draws its own progress bars on stderr; ours are enough.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     ctx.obj = settings
 
 
@@ -311,6 +315,205 @@ def _print_status(result: Any) -> None:
     else:
         for problem in result.problems:
             err.print(f"[red]does not reconcile:[/] {problem}")
+
+
+@app.command("train")
+def train_command(
+    ctx: typer.Context,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Optuna trials per candidate, scored on validation AUC "
+            "(0 = defaults only) [env: LOANRISK_TRAINING__TRIALS; default 4]"
+        ),
+    ] = None,
+    candidates: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: logistic_regression,xgboost,lightgbm"),
+    ] = None,
+    test_months: Annotated[int | None, typer.Option(help="Latest vintage months for test.")] = None,
+    valid_months: Annotated[
+        int | None, typer.Option(help="Months before test for validation.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train LR, XGBoost and LightGBM on gold, out of time; register the best at @staging.
+
+    Tuning, early stopping, calibration and the decision threshold use training and
+    validation months only; reported metrics come from the untouched latest months. Data
+    without issue dates gets a stratified random split, with a warning.
+    """
+    settings = _settings(ctx)
+    options = settings.training
+    if trials is not None:
+        options.trials = trials
+    if candidates is not None:
+        options.candidates = [c.strip() for c in candidates.split(",") if c.strip()]
+    if test_months is not None:
+        options.test_months = test_months
+    if valid_months is not None:
+        options.valid_months = valid_months
+    try:
+        result = run_train(
+            settings,
+            progress=None
+            if as_json
+            else (lambda message: err.print(f"[dim]{message}[/]", highlight=False)),
+        )
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        _emit_json(result.as_dict())
+        return
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    table = Table(
+        "candidate",
+        "valid AUC",
+        "test AUC",
+        "Gini",
+        "KS",
+        "PR-AUC",
+        "Brier",
+        "ECE",
+        "F1",
+        "threshold",
+        "seconds",
+        title=f"training run {result.run_id}",
+    )
+    for r in result.candidates:
+        t = r.test
+        table.add_row(
+            ("* " if r.name == result.winner else "  ") + r.name,
+            f"{r.valid_auc:.4f}",
+            f"{t['auc']:.4f}",
+            f"{t['gini']:.4f}",
+            f"{t['ks']:.4f}",
+            f"{t['pr_auc']:.4f}",
+            f"{t['brier']:.4f}",
+            f"{t['ece']:.4f}",
+            f"{t['f1']:.4f}",
+            f"{r.threshold:.4f}",
+            f"{r.seconds:.0f}",
+        )
+    out.print(table)
+    split = result.split
+    out.print(
+        f"split {split['split']}: train {split['train_rows']:,} ({split['train_window']}), "
+        f"validation {split['valid_rows']:,} ({split['valid_window']}), "
+        f"test {split['test_rows']:,} ({split['test_window']})"
+    )
+    out.print(f"registered {result.winner} as version {result.version} -> {result.model_uri}")
+
+
+@app.command()
+def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List registered versions with their aliases and key metrics."""
+    try:
+        found = registry.versions(_settings(ctx))
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        _emit_json([v.as_dict() for v in found])
+        return
+    if not found:
+        out.print("no registered versions yet: run 'loanrisk train'")
+        return
+    table = Table(
+        "version",
+        "aliases",
+        "model",
+        "test AUC",
+        "test ECE",
+        "data",
+        "created",
+        title=_settings(ctx).mlflow.model_name,
+    )
+    for v in found:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(v.created_at / 1000))
+        table.add_row(
+            v.version,
+            ", ".join(v.aliases),
+            v.tags.get("winner", ""),
+            v.tags.get("test_auc", "")[:6],
+            v.tags.get("test_ece", "")[:6],
+            v.tags.get("data_vintages", ""),
+            created,
+        )
+    out.print(table)
+
+
+@app.command("promote")
+def promote_command(
+    ctx: typer.Context,
+    version: Annotated[
+        str | None, typer.Option(help="Challenger version (default @staging).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Promote even if a gate fails (needs --reason).")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="Why; recorded on the version.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Promote the challenger to @production if it passes the gates.
+
+    Challenger and champion are scored on the same recent labelled window; the challenger
+    needs AUC >= min_auc, ECE <= max_ece and AUC no worse than the champion's minus a
+    tolerance (LOANRISK_PROMOTION__*). Exit code 3 when refused.
+    """
+    try:
+        result = run_promote(_settings(ctx), version=version, force=force, reason=reason)
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        _emit_json(result.as_dict())
+    else:
+        table = Table(
+            "version",
+            "role",
+            "AUC",
+            "ECE",
+            "mean PD",
+            "default rate",
+            "rows",
+            title=f"scored on {result.window['description']}",
+        )
+        for version_, scores in result.metrics.items():
+            role = "challenger" if version_ == result.challenger else "champion"
+            table.add_row(
+                version_,
+                role,
+                f"{scores['auc']:.4f}",
+                f"{scores['ece']:.4f}",
+                f"{scores['mean_pd']:.4f}",
+                f"{scores['default_rate']:.4f}",
+                f"{scores['rows']:,}",
+            )
+        out.print(table)
+        for check in result.checks:
+            mark = "[green]pass[/]" if check["passed"] else "[red]fail[/]"
+            out.print(f"{mark} {check['check']} (challenger {check['value']:.4f})")
+        verdict = "promoted" if result.promoted else "not promoted"
+        out.print(f"version {result.challenger} {verdict}: {result.reason}")
+    if not result.promoted:
+        raise typer.Exit(code=3)
+
+
+@app.command("rollback")
+def rollback_command(
+    ctx: typer.Context,
+    reason: Annotated[str | None, typer.Option(help="Why; recorded on the version.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Point @production back at the version it replaced."""
+    try:
+        old, new = rollback(_settings(ctx), reason=reason)
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        _emit_json({"from_version": old, "to_version": new})
+        return
+    out.print(f"@production moved back from version {old} to version {new}")
 
 
 @profiles_app.command("list")

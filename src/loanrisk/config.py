@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
-from loanrisk.constants import BUILTIN_PROFILE, DEFAULT_HOME, ENV_PREFIX
+from loanrisk.constants import BUILTIN_PROFILE, DEFAULT_HOME, ENV_PREFIX, MODEL_NAME
 from loanrisk.errors import ConfigError
 
 
@@ -39,6 +38,59 @@ class IngestSettings(BaseModel):
         default=50_000, ge=100, le=2_000_000, description="Rows read, parsed and written at a time."
     )
     encoding: str = Field(default="utf-8", description="Text encoding of CSV input files.")
+
+
+class MlflowSettings(BaseModel):
+    """Tracking and registry (MLflow)."""
+
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI, e.g. http://mlflow:5000. Empty means the embedded "
+        "store sqlite:///<home>/mlflow.db with artifacts in <home>/mlartifacts.",
+    )
+    registry_uri: str | None = Field(
+        default=None, description="Model registry URI; empty means the tracking URI."
+    )
+    experiment: str = Field(default="loanrisk", description="Experiment for training runs.")
+    model_name: str = Field(default=MODEL_NAME, description="Registered model name.")
+
+
+class TrainingSettings(BaseModel):
+    """How candidates are split, tuned and turned into decisions."""
+
+    candidates: list[str] = Field(
+        default=["logistic_regression", "xgboost", "lightgbm"],
+        description="Model families to compare.",
+    )
+    trials: int = Field(
+        default=4,
+        ge=0,
+        le=500,
+        description="Optuna trials per candidate "
+        "(0 or 1 = default parameters only), scored on validation AUC.",
+    )
+    test_months: int = Field(default=3, ge=1, description="Latest vintage months kept for test.")
+    valid_months: int = Field(default=3, ge=1, description="Months before test for validation.")
+    cost_missed_default: float = Field(
+        default=5.0, gt=0, description="Cost of approving a loan that defaults (relative)."
+    )
+    cost_declined_good: float = Field(
+        default=1.0, gt=0, description="Cost of declining a loan that would have repaid."
+    )
+    seed: int = Field(default=42, description="Random seed for splits and models.")
+
+
+class PromotionSettings(BaseModel):
+    """Gates a challenger must pass to become production."""
+
+    min_auc: float = Field(default=0.60, description="Absolute floor for the challenger's AUC.")
+    max_ece: float = Field(default=0.05, description="Ceiling for its expected calibration error.")
+    auc_tolerance: float = Field(
+        default=0.005, ge=0, description="How much lower than the champion's AUC is accepted."
+    )
+    window_months: int = Field(
+        default=3, ge=1, description="Recent labelled vintage months both models are scored on."
+    )
 
 
 class DataSettings(BaseModel):
@@ -71,6 +123,9 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = WarehouseSettings()
     ingest: IngestSettings = IngestSettings()
     data: DataSettings = DataSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    training: TrainingSettings = TrainingSettings()
+    promotion: PromotionSettings = PromotionSettings()
 
     @field_validator("log_level")
     @classmethod
@@ -86,6 +141,20 @@ class Settings(BaseSettings):
         if self.warehouse.url is not None and self.warehouse.url.get_secret_value():
             return self.warehouse.url.get_secret_value()
         return f"sqlite:///{(self.home / 'warehouse.db').resolve()}"
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI (the embedded SQLite store unless set)."""
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Where a new experiment keeps artifacts: under home for the embedded store."""
+        if self.mlflow.tracking_uri:
+            return None
+        return (self.home / "mlartifacts").resolve().as_uri()
 
     @property
     def landing_dir(self) -> Path:
@@ -106,15 +175,18 @@ class Settings(BaseSettings):
         data["warehouse"]["url"] = mask_url(self.warehouse_url)
         data["home"] = str(self.home.resolve())
         data["data"]["landing_dir"] = str(self.landing_dir)
+        data["mlflow"]["tracking_uri"] = mask_url(self.tracking_uri)
         return data
 
 
 def mask_url(url: str) -> str:
-    """A database URL with its password replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError as exc:
-        raise ConfigError(f"warehouse URL is not a valid SQLAlchemy URL: {exc}") from exc
+    """A URL with its password replaced by ``***`` (database, HTTP or any other scheme)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def get_settings(**overrides: Any) -> Settings:

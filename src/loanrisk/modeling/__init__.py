@@ -1,0 +1,1 @@
+"""Modeling stage: split, features, candidates, calibration, evaluation, the packaged model."""

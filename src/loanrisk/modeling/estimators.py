@@ -1,0 +1,363 @@
+"""The three candidates: logistic regression, XGBoost and LightGBM, behind one interface.
+
+Each candidate fits on training rows, early-stops and is tuned on validation rows only,
+scores raw (uncalibrated) probabilities, and explains a score as per-feature
+contributions in log-odds (native tree contributions; coefficient x deviation for LR).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import lightgbm as lgb
+import numpy as np
+import optuna
+import pandas as pd
+import scipy.sparse as sp
+import xgboost as xgb
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from loanrisk.errors import LoanriskError
+from loanrisk.modeling.features import FeatureSpec
+
+log = logging.getLogger(__name__)
+MISSING_LEVEL = "(missing)"
+
+
+class Candidate:
+    """Base class: a model family with default parameters and a search space."""
+
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]]
+
+    def __init__(self, spec: FeatureSpec, params: dict[str, Any], *, seed: int = 42) -> None:
+        self.spec = spec
+        self.params = {**self.defaults, **params}
+        self.seed = seed
+
+    @classmethod
+    def suggest(cls, trial: optuna.Trial) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def fit(
+        self, x_train: pd.DataFrame, y_train: np.ndarray, x_valid: pd.DataFrame, y_valid: np.ndarray
+    ) -> None:
+        raise NotImplementedError
+
+    def predict_raw(self, x: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated probability of default."""
+        raise NotImplementedError
+
+    def contributions(self, x: pd.DataFrame) -> np.ndarray:
+        """Per-feature log-odds contributions, columns in ``spec.columns`` order."""
+        raise NotImplementedError
+
+    def importance(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def for_serving(self) -> None:
+        """Prepare for single-row predictions in a server process."""
+
+
+def _balance(y: np.ndarray) -> float:
+    positives = float(np.sum(y))
+    return (len(y) - positives) / max(positives, 1.0)
+
+
+class LogisticCandidate(Candidate):
+    name = "logistic_regression"
+    defaults: ClassVar[dict[str, Any]] = {"C": 0.1}
+
+    @classmethod
+    def suggest(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return {"C": trial.suggest_float("C", 1e-3, 10.0, log=True)}
+
+    def fit(
+        self, x_train: pd.DataFrame, y_train: np.ndarray, x_valid: pd.DataFrame, y_valid: np.ndarray
+    ) -> None:
+        skewed = [c for c in self.spec.numeric if x_train[c].min() >= 0 and x_train[c].skew() > 2.0]
+        self.skewed = skewed
+        numeric = Pipeline(
+            [
+                (
+                    "log",
+                    FunctionTransformer(
+                        _log_skewed, kw_args={"columns": skewed}, feature_names_out="one-to-one"
+                    ),
+                ),
+                ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                ("scale", StandardScaler()),
+            ]
+        )
+        transformers: list[tuple[str, Any, list[str]]] = [("num", numeric, self.spec.numeric)]
+        if self.spec.categorical:
+            transformers.append(
+                (
+                    "cat",
+                    OneHotEncoder(handle_unknown="ignore", min_frequency=20),
+                    self.spec.categorical,
+                )
+            )
+        self.pipeline = Pipeline(
+            [
+                ("prepare", ColumnTransformer(transformers, sparse_threshold=1.0)),
+                (
+                    "model",
+                    LogisticRegression(C=self.params["C"], class_weight="balanced", max_iter=2000),
+                ),
+            ]
+        )
+        self.pipeline.fit(self._input(x_train), y_train)
+        self._build_contribution_map()
+
+    def _input(self, x: pd.DataFrame) -> pd.DataFrame:
+        frame = x[self.spec.numeric].copy()
+        for column in self.spec.categorical:
+            frame[column] = x[column].astype(object).where(x[column].notna(), MISSING_LEVEL)
+        return frame
+
+    def _build_contribution_map(self) -> None:
+        prepare: ColumnTransformer = self.pipeline.named_steps["prepare"]
+        names = list(prepare.get_feature_names_out())
+        columns = self.spec.columns
+        mapping = np.zeros((len(names), len(columns)))
+        for i, name in enumerate(names):
+            block, _, rest = name.partition("__")
+            rest = rest.removeprefix("missingindicator_")
+            if block == "num":
+                mapping[i, columns.index(rest)] = 1.0
+            else:
+                owner = max((c for c in self.spec.categorical if rest.startswith(c + "_")), key=len)
+                mapping[i, columns.index(owner)] = 1.0
+        coef = self.pipeline.named_steps["model"].coef_[0]
+        self._weights = coef[:, None] * mapping  # transformed column -> feature
+        self._coef = coef
+        self._mapping = mapping
+        self._mean = None
+
+    def predict_raw(self, x: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.pipeline.predict_proba(self._input(x))[:, 1])
+
+    def contributions(self, x: pd.DataFrame) -> np.ndarray:
+        transformed = self.pipeline.named_steps["prepare"].transform(self._input(x))
+        if self._mean is None:
+            raise LoanriskError(
+                "logistic contributions need the training means; call set_reference() after fitting"
+            )
+        centred = (
+            transformed @ self._weights
+            if sp.issparse(transformed)
+            else np.asarray(transformed) @ self._weights
+        )
+        return np.asarray(centred) - self._mean
+
+    def set_reference(self, x_train: pd.DataFrame) -> None:
+        """Contributions are measured against the average training applicant."""
+        transformed = self.pipeline.named_steps["prepare"].transform(self._input(x_train))
+        mean = np.asarray(transformed.mean(axis=0)).ravel()
+        self._mean = mean @ self._weights
+
+    def importance(self) -> dict[str, float]:
+        weights = np.abs(self._coef) @ self._mapping
+        return dict(zip(self.spec.columns, weights.tolist(), strict=True))
+
+
+def _log_skewed(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    out = frame.copy()
+    for column in columns:
+        out[column] = np.log1p(out[column].clip(lower=0))
+    return out
+
+
+class XGBoostCandidate(Candidate):
+    name = "xgboost"
+    defaults: ClassVar[dict[str, Any]] = {
+        "max_depth": 4,
+        "learning_rate": 0.05,
+        "min_child_weight": 5.0,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 1.0,
+    }
+
+    @classmethod
+    def suggest(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return {
+            "max_depth": trial.suggest_int("max_depth", 2, 8),
+            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+            "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 100.0, log=True),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 0.1, 50.0, log=True),
+        }
+
+    def fit(
+        self, x_train: pd.DataFrame, y_train: np.ndarray, x_valid: pd.DataFrame, y_valid: np.ndarray
+    ) -> None:
+        self.model = xgb.XGBClassifier(
+            n_estimators=2000,
+            tree_method="hist",
+            enable_categorical=True,
+            max_cat_to_onehot=8,
+            eval_metric="auc",
+            early_stopping_rounds=100,
+            scale_pos_weight=_balance(y_train),
+            random_state=self.seed,
+            n_jobs=2,
+            **self.params,
+        )
+        self.model.fit(x_train, y_train, eval_set=[(x_valid, y_valid)], verbose=False)
+
+    def _range(self) -> tuple[int, int]:
+        return 0, int(self.model.best_iteration) + 1
+
+    def predict_raw(self, x: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(x, iteration_range=self._range())[:, 1])
+
+    def contributions(self, x: pd.DataFrame) -> np.ndarray:
+        matrix = xgb.DMatrix(x, enable_categorical=True)
+        values = self.model.get_booster().predict(
+            matrix, pred_contribs=True, iteration_range=self._range()
+        )
+        return np.asarray(values)[:, :-1]
+
+    def importance(self) -> dict[str, float]:
+        gain = self.model.get_booster().get_score(importance_type="total_gain")
+        return {c: float(gain.get(c, 0.0)) for c in self.spec.columns}
+
+    def for_serving(self) -> None:
+        self.model.set_params(n_jobs=1)
+
+
+class LightGBMCandidate(Candidate):
+    name = "lightgbm"
+    defaults: ClassVar[dict[str, Any]] = {
+        "num_leaves": 15,
+        "learning_rate": 0.05,
+        "min_child_samples": 200,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 1.0,
+    }
+
+    @classmethod
+    def suggest(cls, trial: optuna.Trial) -> dict[str, Any]:
+        return {
+            "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", 20, 1000, log=True),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 0.1, 50.0, log=True),
+        }
+
+    def fit(
+        self, x_train: pd.DataFrame, y_train: np.ndarray, x_valid: pd.DataFrame, y_valid: np.ndarray
+    ) -> None:
+        self.model = lgb.LGBMClassifier(
+            n_estimators=2000,
+            subsample_freq=1,
+            scale_pos_weight=_balance(y_train),
+            random_state=self.seed,
+            n_jobs=2,
+            verbose=-1,
+            cat_smooth=20,
+            **self.params,
+        )
+        self.model.fit(
+            x_train,
+            y_train,
+            eval_set=[(x_valid, y_valid)],
+            eval_metric="auc",
+            callbacks=[lgb.early_stopping(100, verbose=False)],
+        )
+        self.num_threads = 2
+
+    def _iterations(self) -> int:
+        return int(self.model.best_iteration_ or self.model.n_estimators)
+
+    def predict_raw(self, x: pd.DataFrame) -> np.ndarray:
+        return np.asarray(
+            self.model.predict_proba(
+                x, num_iteration=self._iterations(), num_threads=self.num_threads
+            )[:, 1]
+        )
+
+    def contributions(self, x: pd.DataFrame) -> np.ndarray:
+        values = self.model.predict(
+            x, pred_contrib=True, num_iteration=self._iterations(), num_threads=self.num_threads
+        )
+        return np.asarray(values)[:, :-1]
+
+    def importance(self) -> dict[str, float]:
+        gain = self.model.booster_.feature_importance(importance_type="gain")
+        return dict(zip(self.model.booster_.feature_name(), map(float, gain), strict=True))
+
+    def for_serving(self) -> None:
+        # Multi-threaded single-row predicts cost milliseconds each in a server process.
+        self.num_threads = 1
+
+
+CANDIDATES: dict[str, type[Candidate]] = {
+    cls.name: cls for cls in (LogisticCandidate, XGBoostCandidate, LightGBMCandidate)
+}
+
+
+@dataclass
+class FitResult:
+    candidate: Candidate
+    params: dict[str, Any]
+    valid_auc: float
+    trials: int
+
+
+def fit_candidate(
+    name: str,
+    spec: FeatureSpec,
+    train: tuple[pd.DataFrame, np.ndarray],
+    valid: tuple[pd.DataFrame, np.ndarray],
+    *,
+    trials: int,
+    seed: int,
+) -> FitResult:
+    """Fit one family; with ``trials`` > 1, tune with Optuna on validation AUC.
+
+    The first trial is always the default parameters, so tuning never does worse on
+    validation than no tuning.
+    """
+    if name not in CANDIDATES:
+        raise LoanriskError(f"unknown candidate {name!r}; choose from {', '.join(CANDIDATES)}")
+    family = CANDIDATES[name]
+    x_train, y_train = train
+    x_valid, y_valid = valid
+
+    def build(params: dict[str, Any]) -> tuple[Candidate, float]:
+        candidate = family(spec, params, seed=seed)
+        candidate.fit(x_train, y_train, x_valid, y_valid)
+        return candidate, float(roc_auc_score(y_valid, candidate.predict_raw(x_valid)))
+
+    if trials <= 1:
+        candidate, auc = build({})
+        return FitResult(candidate, candidate.params, auc, 1)
+
+    best: dict[str, Any] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        candidate, auc = build(family.suggest(trial))
+        if auc > best.get("auc", -1.0):
+            best.update(auc=auc, candidate=candidate)
+        return auc
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.enqueue_trial(dict(family.defaults))
+    study.optimize(objective, n_trials=trials)
+    candidate = best["candidate"]
+    return FitResult(candidate, candidate.params, float(best["auc"]), trials)

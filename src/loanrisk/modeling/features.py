@@ -1,0 +1,59 @@
+"""From gold rows to the model's input frame: typed numeric columns and fixed categories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from loanrisk.profiles.model import Parser, Profile
+
+CATEGORICAL_PARSERS = frozenset({Parser.CATEGORY, Parser.ZIP3})
+MIN_LEVEL_COUNT = 20  # rarer categories are treated as unknown
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which gold columns the model uses, and the category levels seen in training."""
+
+    numeric: list[str]
+    categorical: list[str]
+    levels: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+def fit_feature_spec(train: pd.DataFrame, profile: Profile) -> FeatureSpec:
+    """Features with any information in training data, categories with enough rows."""
+    numeric, categorical, levels = [], [], {}
+    for name in profile.gold_features:
+        if name not in train.columns or train[name].notna().sum() == 0:
+            continue
+        spec = profile.columns.get(name)
+        if spec is not None and spec.parser in CATEGORICAL_PARSERS:
+            counts = train[name].dropna().astype(str).value_counts()
+            kept = sorted(counts[counts >= MIN_LEVEL_COUNT].index)
+            if kept:
+                categorical.append(name)
+                levels[name] = kept
+        elif train[name].astype("float64").nunique(dropna=True) > 1:
+            numeric.append(name)
+    return FeatureSpec(numeric=numeric, categorical=categorical, levels=levels)
+
+
+def model_frame(gold: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Numeric columns as float64, categoricals with the training levels (others -> NaN)."""
+    data: dict[str, object] = {}
+    for name in spec.numeric:
+        column = gold[name] if name in gold.columns else pd.Series(np.nan, index=gold.index)
+        data[name] = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
+    for name in spec.categorical:
+        column = gold[name] if name in gold.columns else pd.Series(None, index=gold.index)
+        values = column.astype(object).where(column.notna(), None)
+        data[name] = pd.Categorical(
+            values.map(lambda v: None if v is None else str(v)), categories=spec.levels[name]
+        )
+    return pd.DataFrame(data, index=gold.index)

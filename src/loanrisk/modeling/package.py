@@ -1,0 +1,91 @@
+"""The one packaged model: raw application fields in; PD, class, decision, grade, reasons out.
+
+``ScoringBundle`` holds everything from parsing to the decision: the profile (refine and
+build are the data layer's own functions), the feature spec, the fitted estimator, the
+calibrator, the threshold and the master scale. ``LoanDefaultModel`` is the MLflow pyfunc
+wrapper around it, so batch scoring, the API and ``/invocations`` share one artifact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from loanrisk.constants import LOAN_ID, SOURCE_ROW
+from loanrisk.data.build import build_features
+from loanrisk.data.refine import refine
+from loanrisk.modeling.estimators import Candidate
+from loanrisk.modeling.evaluate import Calibrator, assign_grades
+from loanrisk.modeling.features import FeatureSpec, model_frame
+from loanrisk.profiles.model import Profile
+
+OUTPUT_COLUMNS = ["loan_id", "pd", "default_class", "decision", "grade", "reasons", "error"]
+
+
+@dataclass
+class ScoringBundle:
+    """Everything needed to turn raw applications into decisions."""
+
+    profile: Profile
+    spec: FeatureSpec
+    candidate: Candidate
+    calibrator: Calibrator
+    threshold: float
+    grade_edges: list[float]
+    top_reasons: int = 4
+
+    def score_features(self, gold: pd.DataFrame) -> np.ndarray:
+        """Calibrated PDs for gold-shaped rows (features already built)."""
+        return self.calibrator(self.candidate.predict_raw(model_frame(gold, self.spec)))
+
+    def reasons(self, gold: pd.DataFrame) -> list[list[str]]:
+        """Plain-language reasons: the features that raise each PD most."""
+        contributions = self.candidate.contributions(model_frame(gold, self.spec))
+        names = [self.profile.describe(c) for c in self.spec.columns]
+        order = np.argsort(-contributions, axis=1)[:, : self.top_reasons]
+        return [[names[j] for j in row if contributions[i, j] > 0] for i, row in enumerate(order)]
+
+    def predict(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """One output row per input row, in order; invalid rows get ``error`` and no PD."""
+        raw = raw.reset_index(drop=True)
+        refined = refine(raw, self.profile, applications=True)
+        out = pd.DataFrame(index=raw.index, columns=OUTPUT_COLUMNS, dtype=object)
+        out["error"] = None
+        if len(refined.rejects):
+            rows = refined.rejects[SOURCE_ROW].to_numpy()
+            out.loc[rows, "error"] = refined.rejects["reason"].to_numpy()
+            out.loc[rows, "loan_id"] = refined.rejects[LOAN_ID].to_numpy()
+        silver = refined.silver
+        if len(silver):
+            gold = build_features(silver, self.profile)
+            pd_ = self.score_features(gold)
+            rows = silver[SOURCE_ROW].to_numpy()
+            out.loc[rows, "loan_id"] = silver[LOAN_ID].to_numpy()
+            out.loc[rows, "pd"] = pd_
+            out.loc[rows, "default_class"] = (pd_ >= self.threshold).astype(int)
+            out.loc[rows, "decision"] = np.where(pd_ >= self.threshold, "decline", "approve")
+            out.loc[rows, "grade"] = assign_grades(pd_, self.grade_edges)
+            reasons = pd.Series(self.reasons(gold), index=rows, dtype=object)
+            out.loc[rows, "reasons"] = reasons
+        out["pd"] = out["pd"].astype("float64")
+        return out
+
+
+class LoanDefaultModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """MLflow pyfunc wrapper: ``predict`` takes a frame of raw application fields."""
+
+    def load_context(self, context: Any) -> None:
+        import joblib
+
+        self.bundle: ScoringBundle = joblib.load(context.artifacts["bundle"])
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        return self.bundle.predict(model_input)

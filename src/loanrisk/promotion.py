@@ -1,0 +1,200 @@
+"""Promotion (staging -> production) behind gates, and rollback. Every step is tagged."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loanrisk import registry
+from loanrisk.config import Settings
+from loanrisk.constants import LABEL, VINTAGE, Alias
+from loanrisk.errors import LoanriskError
+from loanrisk.modeling.evaluate import expected_calibration_error
+from loanrisk.registry import RegistryError, VersionInfo
+
+
+@dataclass
+class PromotionResult:
+    """The comparison and what was decided."""
+
+    challenger: str
+    champion: str | None
+    promoted: bool
+    forced: bool
+    reason: str
+    window: dict[str, Any]
+    metrics: dict[str, dict[str, float]]
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluation_window(silver: pd.DataFrame, months: int, seed: int) -> tuple[pd.DataFrame, str]:
+    """The latest ``months`` labelled vintage months, or a seeded 20% sample if undated."""
+    dated = silver[VINTAGE].notna()
+    if dated.mean() >= 0.99:
+        periods = silver[VINTAGE].dt.to_period("M")
+        recent = np.sort(periods.unique())[-months:]
+        window = silver[periods.isin(recent)]
+        return window, f"vintages {recent[0]}..{recent[-1]}"
+    window = silver.sample(frac=0.2, random_state=seed)
+    return window, "a seeded 20% sample of labelled rows (the data has no vintage)"
+
+
+def score_versions(
+    settings: Settings, window: pd.DataFrame, versions: list[str]
+) -> dict[str, dict[str, float]]:
+    """AUC, ECE and mean PD of each version on the same window rows."""
+    from sklearn.metrics import roc_auc_score
+
+    y = window[LABEL].to_numpy().astype(int)
+    out = {}
+    for version in versions:
+        predicted = registry.load(settings, version).predict(window)
+        pd_ = predicted["pd"].to_numpy(dtype=float)
+        ok = ~np.isnan(pd_)
+        out[version] = {
+            "auc": float(roc_auc_score(y[ok], pd_[ok])),
+            "ece": expected_calibration_error(pd_[ok], y[ok]),
+            "mean_pd": float(pd_[ok].mean()),
+            "default_rate": float(y[ok].mean()),
+            "rows": int(ok.sum()),
+        }
+    return out
+
+
+def promote(
+    settings: Settings,
+    silver: pd.DataFrame,
+    *,
+    version: str | None = None,
+    force: bool = False,
+    reason: str | None = None,
+) -> PromotionResult:
+    """Move ``production`` to the challenger (default: @staging) if it passes the gates."""
+    if force and not reason:
+        raise LoanriskError("--force needs --reason: say why the gates are overridden")
+    challenger = (
+        registry.get(settings, version) if version else registry.by_alias(settings, Alias.STAGING)
+    )
+    if challenger is None:
+        raise RegistryError(
+            f"no @{Alias.STAGING} version of {settings.mlflow.model_name}; "
+            "run 'loanrisk train' first"
+        )
+    champion = registry.by_alias(settings, Alias.PRODUCTION)
+    if champion is not None and champion.version == challenger.version:
+        raise LoanriskError(f"version {challenger.version} is already @production")
+    gates = settings.promotion
+    window, described = evaluation_window(silver, gates.window_months, settings.training.seed)
+    if window[LABEL].nunique() < 2:
+        raise LoanriskError(f"the evaluation window ({described}) needs good and bad loans")
+    compared = [challenger.version] + ([champion.version] if champion else [])
+    scores = score_versions(settings, window, compared)
+    new = scores[challenger.version]
+    checks = [
+        _check(f"AUC >= {gates.min_auc}", new["auc"] >= gates.min_auc, new["auc"]),
+        _check(f"ECE <= {gates.max_ece}", new["ece"] <= gates.max_ece, new["ece"]),
+    ]
+    if champion is not None:
+        old = scores[champion.version]
+        checks.append(
+            _check(
+                f"AUC >= champion v{champion.version} AUC {old['auc']:.4f} - {gates.auc_tolerance}",
+                new["auc"] >= old["auc"] - gates.auc_tolerance,
+                new["auc"],
+            )
+        )
+    passed = all(c["passed"] for c in checks)
+    promoted = passed or force
+    why = reason or (
+        "passed every gate"
+        if passed
+        else "refused: " + "; ".join(c["check"] for c in checks if not c["passed"])
+    )
+    stamp = _stamp()
+    if promoted:
+        registry.set_alias(settings, Alias.PRODUCTION, challenger.version)
+        registry.tag(
+            settings,
+            challenger.version,
+            {
+                "promoted_at": stamp["at"],
+                "promoted_by": stamp["by"],
+                "promotion_reason": why,
+                "promotion_forced": str(force and not passed).lower(),
+                "previous_production_version": champion.version if champion else "none",
+                "promotion_window": described,
+                "promotion_comparison": json.dumps(scores),
+            },
+        )
+    else:
+        registry.tag(
+            settings,
+            challenger.version,
+            {
+                "promotion_refused_at": stamp["at"],
+                "promotion_refused_by": stamp["by"],
+                "promotion_refused_reason": why,
+                "promotion_comparison": json.dumps(scores),
+            },
+        )
+    return PromotionResult(
+        challenger=challenger.version,
+        champion=champion.version if champion else None,
+        promoted=promoted,
+        forced=force and not passed,
+        reason=why,
+        window={"description": described, "rows": len(window)},
+        metrics=scores,
+        checks=checks,
+    )
+
+
+def rollback(settings: Settings, *, reason: str | None = None) -> tuple[str, str]:
+    """Point ``production`` back at the version it replaced; returns (from, to)."""
+    current = registry.by_alias(settings, Alias.PRODUCTION)
+    if current is None:
+        raise RegistryError("nothing to roll back: no version is @production")
+    previous = current.tags.get("previous_production_version", "none")
+    if previous == "none":
+        raise RegistryError(
+            f"version {current.version} has no previous production version to roll back to"
+        )
+    registry.get(settings, previous)
+    registry.set_alias(settings, Alias.PRODUCTION, previous)
+    stamp = _stamp()
+    registry.tag(
+        settings,
+        current.version,
+        {
+            "rolled_back_at": stamp["at"],
+            "rolled_back_by": stamp["by"],
+            "rolled_back_reason": reason or "rollback",
+            "rolled_back_to": previous,
+        },
+    )
+    registry.tag(
+        settings,
+        previous,
+        {"restored_at": stamp["at"], "restored_by": stamp["by"], "restored_from": current.version},
+    )
+    return current.version, previous
+
+
+def _check(text: str, passed: bool, value: float) -> dict[str, Any]:
+    return {"check": text, "passed": bool(passed), "value": round(float(value), 6)}
+
+
+def _stamp() -> dict[str, str]:
+    return {"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": getpass.getuser()}
+
+
+__all__ = ["PromotionResult", "VersionInfo", "evaluation_window", "promote", "rollback"]
