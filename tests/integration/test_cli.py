@@ -115,3 +115,54 @@ def test_demo_runs_twice_safely(tmp_path: Path):
     second = run("demo", "--rows", "4000", home=home)
     assert second.returncode == 0, second.stderr
     assert "skipped (already ingested" in second.stdout
+
+
+def test_train_models_promote_rollback_commands(tmp_path: Path):
+    home = tmp_path / "home"
+    loans = tmp_path / "loans.csv"
+    assert (
+        run(
+            "generate",
+            "--rows",
+            "8000",
+            "--start",
+            "2014-01",
+            "--months",
+            "12",
+            "--as-of",
+            "2019-01",
+            "--out",
+            str(loans),
+            home=home,
+        ).returncode
+        == 0
+    )
+    assert run("ingest", str(loans), home=home).returncode == 0
+    trained = run(
+        "train", "--trials", "0", "--candidates", "logistic_regression", "--json", home=home
+    )
+    assert trained.returncode == 0, trained.stderr
+    result = json.loads(trained.stdout)
+    assert result["version"] == "1" and result["winner"] == "logistic_regression"
+    assert result["split"]["split"] == "out_of_time"
+    assert {"auc", "gini", "ks", "ece"} <= set(result["candidates"][0]["test"])
+
+    promoted = run("promote", "--json", home=home)
+    assert promoted.returncode == 0, promoted.stderr
+    assert json.loads(promoted.stdout)["promoted"] is True
+    listed = json.loads(run("models", "--json", home=home).stdout)
+    assert listed[0]["aliases"] == ["production", "staging"]
+    assert listed[0]["tags"]["promoted_by"]
+
+    again = run("promote", home=home)
+    assert again.returncode == 1 and "already @production" in again.stderr
+    forced = run("promote", "--force", home=home)
+    assert forced.returncode == 1 and "--force needs --reason" in forced.stderr
+    back = run("rollback", home=home)
+    assert back.returncode == 1 and "no previous production version" in back.stderr
+
+
+def test_train_without_data_says_what_to_do(tmp_path: Path):
+    result = run("train", home=tmp_path / "home")
+    assert result.returncode == 1
+    assert "ingest loan files first" in result.stderr

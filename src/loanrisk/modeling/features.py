@@ -34,7 +34,7 @@ def fit_feature_spec(train: pd.DataFrame, profile: Profile) -> FeatureSpec:
             continue
         spec = profile.columns.get(name)
         if spec is not None and spec.parser in CATEGORICAL_PARSERS:
-            counts = train[name].dropna().astype(str).value_counts()
+            counts = train[name].dropna().astype("string").value_counts()
             kept = sorted(counts[counts >= MIN_LEVEL_COUNT].index)
             if kept:
                 categorical.append(name)
@@ -52,8 +52,5 @@ def model_frame(gold: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
         data[name] = pd.to_numeric(column, errors="coerce").astype("float64").to_numpy()
     for name in spec.categorical:
         column = gold[name] if name in gold.columns else pd.Series(None, index=gold.index)
-        values = column.astype(object).where(column.notna(), None)
-        data[name] = pd.Categorical(
-            values.map(lambda v: None if v is None else str(v)), categories=spec.levels[name]
-        )
+        data[name] = pd.Categorical(column.astype("string"), categories=spec.levels[name])
     return pd.DataFrame(data, index=gold.index)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from loanrisk.constants import LOAN_ID, SOURCE_ROW
 from loanrisk.data.build import build_features
@@ -75,7 +75,7 @@ class ScoringBundle:
         return out
 
 
-class LoanDefaultModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class LoanDefaultModel(PythonModel):
     """MLflow pyfunc wrapper: ``predict`` takes a frame of raw application fields."""
 
     def load_context(self, context: Any) -> None:
