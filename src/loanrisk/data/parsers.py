@@ -19,7 +19,7 @@ from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, Parser
 # Raw spellings of "no value" (after stripping), in the cases people write them.
 _MISSING = ("", "na", "n/a", "nan", "null", "none", "<na>", "nat", "-", "NaN", "NaT", "N/a")
 MISSING_TOKENS = pa.array(sorted({v for m in _MISSING for v in (m, m.upper(), m.title())}))
-_NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _MONTH_FORMATS = ("%b-%Y", "%b-%y", "%Y-%m-%d", "%Y-%m", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
 _INT64 = {pa.int64(): pd.Int64Dtype()}
 
@@ -89,7 +89,7 @@ def _number(text: pa.Array) -> Parsed:
 def _number_slow(text: pa.Array) -> pa.Array:
     """Numbers with thousands separators or currency signs; anything else becomes null."""
     cleaned = pc.replace_substring_regex(text, r"[,$\s]", "")
-    looks_numeric = pc.fill_null(pc.match_substring_regex(cleaned, _NUMBER_RE), False)
+    looks_numeric = pc.fill_null(pc.match_substring_regex(cleaned, NUMBER_PATTERN), False)
     return pc.cast(pc.if_else(looks_numeric, cleaned, pa.scalar(None, pa.string())), pa.float64())
 
 

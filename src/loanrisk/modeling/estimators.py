@@ -283,7 +283,8 @@ class LightGBMCandidate(Candidate):
         self.model.fit(
             x_train,
             y_train,
-            eval_set=[(x_valid, y_valid)],
+            eval_X=(x_valid,),
+            eval_y=(y_valid,),
             eval_metric="auc",
             callbacks=[lgb.early_stopping(100, first_metric_only=True, verbose=False)],
         )

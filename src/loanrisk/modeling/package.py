@@ -20,6 +20,7 @@ from loanrisk.data.build import build_features
 from loanrisk.data.refine import refine
 from loanrisk.modeling.estimators import Candidate
 from loanrisk.modeling.evaluate import Calibrator, assign_grades
+from loanrisk.modeling.fastpath import FastScorer
 from loanrisk.modeling.features import FeatureSpec, model_frame
 from loanrisk.profiles.model import Profile
 
@@ -37,6 +38,16 @@ class ScoringBundle:
     threshold: float
     grade_edges: list[float]
     top_reasons: int = 4
+
+    def fast(self) -> FastScorer:
+        """The compiled dict -> vector path (built once per loaded model)."""
+        scorer = self.__dict__.get("_fast")
+        if scorer is None:
+            scorer = self.__dict__["_fast"] = FastScorer(self)
+        return scorer
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_fast"}
 
     def score_features(self, gold: pd.DataFrame) -> np.ndarray:
         """Calibrated PDs for gold-shaped rows (features already built)."""
