@@ -79,13 +79,15 @@ class FastScorer:
             return self._linear.score(rows, self.spec)
         matrix = self._matrix(rows)
         if isinstance(model, LightGBMCandidate):
-            booster = model.model.booster_
+            lgb_booster = model.model.booster_
             iterations = model._iterations()
-            raw = booster.predict(matrix, num_iteration=iterations, num_threads=1)
-            contributions = booster.predict(
-                matrix, num_iteration=iterations, num_threads=1, pred_contrib=True
+            raw = lgb_booster.predict(matrix, num_iteration=iterations, num_threads=1)
+            contributions = np.asarray(
+                lgb_booster.predict(
+                    matrix, num_iteration=iterations, num_threads=1, pred_contrib=True
+                )
             )[:, :-1]
-            return np.asarray(raw), np.asarray(contributions)
+            return np.asarray(raw), contributions
         if isinstance(model, XGBoostCandidate):
             booster = model.model.get_booster()
             dmatrix = xgb.DMatrix(
@@ -97,10 +99,10 @@ class FastScorer:
             )
             iteration_range = model._range()
             raw = booster.predict(dmatrix, iteration_range=iteration_range)
-            contributions = booster.predict(
-                dmatrix, pred_contribs=True, iteration_range=iteration_range
+            contributions = np.asarray(
+                booster.predict(dmatrix, pred_contribs=True, iteration_range=iteration_range)
             )[:, :-1]
-            return np.asarray(raw), np.asarray(contributions)
+            return np.asarray(raw), contributions
         raise TypeError(f"no fast path for {type(model).__name__}")
 
     # ------------------------------------------------------------------ public
