@@ -516,6 +516,73 @@ def rollback_command(
     out.print(f"@production moved back from version {old} to version {new}")
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option(help="Interface [env: LOANRISK_SERVING__HOST; default 127.0.0.1]")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port [env: LOANRISK_SERVING__PORT; default 8000]")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes [env: LOANRISK_SERVING__WORKERS]")
+    ] = None,
+) -> None:
+    """Serve PDs over HTTP from the model at @production (hot-reloaded when the alias moves).
+
+    API keys: create one with 'loanrisk apikey', put its hash in LOANRISK_SERVING__API_KEYS,
+    send it as 'Authorization: Bearer <key>'. Docs at /docs; the officer page at /.
+    """
+    import uvicorn
+
+    settings = _settings(ctx)
+    serving = settings.serving
+    if host is not None:
+        serving.host = host
+    if port is not None:
+        serving.port = port
+    if workers is not None:
+        serving.workers = workers
+    # Worker processes build their settings from the environment: pass ours down.
+    os.environ["LOANRISK_HOME"] = str(settings.home.resolve())
+    os.environ["LOANRISK_DATA__PROFILE"] = settings.data.profile
+    os.environ["LOANRISK_LOG_LEVEL"] = settings.log_level
+    if serving.auth_enabled and not serving.api_keys:
+        err.print(
+            "[yellow]warning:[/] no API keys configured: every scoring request will get "
+            "401. Create one with 'loanrisk apikey' or set "
+            "LOANRISK_SERVING__AUTH_ENABLED=false for local use."
+        )
+    out.print(f"serving on http://{serving.host}:{serving.port} (docs at /docs)")
+    uvicorn.run(
+        "loanrisk.serving.main:app_factory",
+        factory=True,
+        host=serving.host,
+        port=serving.port,
+        workers=serving.workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
+def apikey(
+    name: Annotated[str, typer.Option(help="Who will hold the key.")] = "officer",
+    scopes: Annotated[str, typer.Option(help="Comma-separated: predict,read,outcomes")] = (
+        "predict,read,outcomes"
+    ),
+) -> None:
+    """Create an API key: prints the key (once) and the hashed entry for the settings."""
+    from loanrisk.serving.security import new_key
+
+    key, digest = new_key()
+    entry = {"name": name, "sha256": digest, "scopes": [s.strip() for s in scopes.split(",")]}
+    out.print(f"key (give it to {name}; it is not stored anywhere): {key}")
+    out.print("add to LOANRISK_SERVING__API_KEYS (a JSON list):")
+    sys.stdout.write(json.dumps([entry]) + "\n")
+
+
 @profiles_app.command("list")
 def profiles_list() -> None:
     """Built-in profiles (a profile file of your own is passed by path to --profile)."""

@@ -93,6 +93,36 @@ class PromotionSettings(BaseModel):
     )
 
 
+class ApiKey(BaseModel):
+    """One API key, stored as the SHA-256 of the key (never the key itself)."""
+
+    name: str = Field(description="Who holds the key (for logs and audit).")
+    sha256: SecretStr = Field(description="Hex SHA-256 of the key ('loanrisk apikey' makes one).")
+    scopes: list[str] = Field(
+        default=["predict", "read", "outcomes"],
+        description="What it may do: predict, read (predictions, model), outcomes.",
+    )
+
+
+class ServingSettings(BaseModel):
+    """The scoring service."""
+
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description="Uvicorn worker processes.")
+    alias: str = Field(default="production", description="Registry alias the service serves.")
+    poll_seconds: float = Field(default=10.0, gt=0, description="How often the alias is checked.")
+    max_applications: int = Field(default=100, ge=1, description="Applications per request.")
+    max_body_bytes: int = Field(default=1_000_000, ge=1_000, description="Largest request body.")
+    auth_enabled: bool = Field(
+        default=True, description="Require API keys (turn off only for local experiments)."
+    )
+    api_keys: list[ApiKey] = Field(default_factory=list, description="Accepted keys (hashed).")
+    log_batch_rows: int = Field(default=500, ge=1, description="Prediction rows per insert.")
+    log_flush_seconds: float = Field(default=0.2, gt=0, description="Longest wait before insert.")
+    log_retry_seconds: float = Field(default=2.0, gt=0, description="Spool replay interval.")
+
+
 class DataSettings(BaseModel):
     """Which dataset the warehouse holds."""
 
@@ -126,6 +156,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = MlflowSettings()
     training: TrainingSettings = TrainingSettings()
     promotion: PromotionSettings = PromotionSettings()
+    serving: ServingSettings = ServingSettings()
 
     @field_validator("log_level")
     @classmethod
@@ -155,6 +186,11 @@ class Settings(BaseSettings):
         if self.mlflow.tracking_uri:
             return None
         return (self.home / "mlartifacts").resolve().as_uri()
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where the service keeps prediction rows while the database is unreachable."""
+        return self.home / "spool"
 
     @property
     def landing_dir(self) -> Path:

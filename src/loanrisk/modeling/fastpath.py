@@ -124,11 +124,14 @@ class FastScorer:
                 "reasons": None,
                 "error": None,
                 "problems": problems,
+                "features": None,
             }
             if problems:
                 results[i]["error"] = "; ".join(f"{k}: {v}" for k, v in problems.items())
                 continue
-            valid_rows.append(self.features(typed))
+            row = self.features(typed)
+            results[i]["features"] = dict(zip(self.spec.columns, row, strict=True))
+            valid_rows.append(row)
             valid_index.append(i)
         if valid_rows:
             raw, contributions = self._raw_and_contributions(valid_rows)

@@ -93,6 +93,54 @@ silver_rejects = sa.Table(
 )
 
 
+predictions = sa.Table(
+    Table.PREDICTIONS,
+    metadata,
+    sa.Column("prediction_id", sa.String(36), primary_key=True),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("client_id", sa.Text),
+    sa.Column(LOAN_ID, sa.Text),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text),
+    sa.Column("alias", sa.Text),
+    sa.Column("input", sa.Text, nullable=False),  # the raw application, JSON
+    sa.Column("features", sa.Text),  # the model inputs, JSON
+    sa.Column("pd", sa.Double, nullable=False),
+    sa.Column("default_class", sa.SmallInteger, nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("grade", sa.String(4), nullable=False),
+    sa.Column("reasons", sa.Text, nullable=False),  # JSON list of plain-language reasons
+    sa.Column("latency_ms", sa.Double),
+    sa.Column("source", sa.String(16), nullable=False),  # "api" or "batch"
+    sa.Column("scoring_run_id", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+outcomes = sa.Table(
+    Table.OUTCOMES,
+    metadata,
+    sa.Column(
+        "outcome_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("prediction_id", sa.String(36)),
+    sa.Column("client_id", sa.Text),
+    sa.Column(LOAN_ID, sa.Text),
+    sa.Column("defaulted", sa.SmallInteger, nullable=False),
+    sa.Column("observed_at", sa.Date),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column(
+        "recorded_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.func.current_timestamp(),
+    ),
+)
+
+
 def sql_type(parser: Parser) -> sa.types.TypeEngine:
     """Column type in silver and gold for a parser's output."""
     if parser in (Parser.NUMBER, Parser.PERCENT):

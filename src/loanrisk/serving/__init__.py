@@ -1,0 +1,1 @@
+"""The scoring service: app factory, routes, schemas, security, model holder, prediction log."""

@@ -1,0 +1,345 @@
+"""HTTP routes: prediction, MLflow's /invocations protocol, health, model, log and outcomes.
+
+(No ``from __future__ import annotations`` here: FastAPI must see the profile-built
+application model in the endpoint signature at definition time.)
+"""
+
+import io
+import json
+import math
+import time
+import uuid
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+import pandas as pd
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from loanrisk import __version__
+from loanrisk.serving.model import LoadedModel
+from loanrisk.serving.schemas import (
+    EXAMPLE,
+    OutcomeIn,
+    OutcomeOut,
+    PredictResponse,
+)
+from loanrisk.serving.security import Outcomes, Predict, Read
+from loanrisk.warehouse.schema import outcomes, predictions
+
+
+class ScoringError(Exception):
+    """Applications the model refused, with the problems per application index."""
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        super().__init__("invalid applications")
+        self.problems = problems
+
+
+def current_model(request: Request) -> LoadedModel:
+    model: LoadedModel | None = request.app.state.models.current
+    if model is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            request.app.state.models.problem or "no model loaded",
+        )
+    return model
+
+
+def score(
+    request: Request, records: list[dict[str, Any]], *, source: str = "api"
+) -> tuple[str, list[dict[str, Any]]]:
+    """Score records with the current model, log every answer, return (request id, answers)."""
+    model = current_model(request)
+    started = time.perf_counter()
+    results = model.scorer.score(records)
+    bad = [{"index": i, "problems": r["problems"]} for i, r in enumerate(results) if r["error"]]
+    if bad:
+        raise ScoringError(bad)
+    elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(records), 1)
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    now = datetime.now(UTC)
+    metrics = request.app.state.metrics
+    answers, rows = [], []
+    for record, result in zip(records, results, strict=True):
+        prediction_id = uuid.uuid4().hex
+        client_id = record.get("client_id")
+        answers.append(
+            {
+                "prediction_id": prediction_id,
+                "loan_id": result["loan_id"],
+                "client_id": client_id,
+                "pd": result["pd"],
+                "default_class": result["default_class"],
+                "decision": result["decision"],
+                "grade": result["grade"],
+                "reasons": result["reasons"],
+                "model": {"name": model.name, "version": model.version, "alias": model.alias},
+            }
+        )
+        rows.append(
+            {
+                "prediction_id": prediction_id,
+                "request_id": request_id,
+                "client_id": None if client_id is None else str(client_id),
+                "loan_id": result["loan_id"],
+                "model_name": model.name,
+                "model_version": model.version,
+                "run_id": model.run_id,
+                "alias": model.alias,
+                "input": json.dumps(record, default=str),
+                "features": json.dumps(
+                    {
+                        k: (None if isinstance(v, float) and math.isnan(v) else v)
+                        for k, v in result["features"].items()
+                    }
+                ),
+                "pd": result["pd"],
+                "default_class": result["default_class"],
+                "decision": result["decision"],
+                "grade": result["grade"],
+                "reasons": json.dumps(result["reasons"]),
+                "latency_ms": elapsed_ms,
+                "source": source,
+                "scoring_run_id": None,
+                "created_at": now,
+            }
+        )
+        metrics.predictions.labels(result["decision"], result["grade"]).inc()
+    request.app.state.prediction_log.submit(rows)
+    return request_id, answers
+
+
+def build_router(application: type[BaseModel]) -> APIRouter:
+    """Routes whose request schema is the profile's application model."""
+    router = APIRouter()
+
+    @router.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        summary="Score one application or a list of them",
+        responses={
+            401: {"description": "Missing or invalid API key"},
+            403: {"description": "Key lacks the 'predict' scope"},
+            413: {"description": "Body too large"},
+            422: {"description": "Invalid fields, named one by one"},
+            503: {"description": "No model loaded"},
+        },
+        tags=["scoring"],
+    )
+    def predict(
+        request: Request,
+        _key: Predict,
+        body: Annotated[
+            application | list[application],  # type: ignore[valid-type]
+            Body(examples=[EXAMPLE]),
+        ],
+    ) -> Response:
+        """PD, decision, grade and reasons per application; each answer is logged with the
+        model version that produced it. Send one application object or a list."""
+        items = body if isinstance(body, list) else [body]
+        limit = request.app.state.settings.serving.max_applications
+        if not items or len(items) > limit:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                f"send between 1 and {limit} applications, got {len(items)}",
+            )
+        records = [item.model_dump(exclude_none=True) for item in items]
+        try:
+            request_id, answers = score(request, records)
+        except ScoringError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.problems) from exc
+        return JSONResponse({"request_id": request_id, "predictions": answers})
+
+    @router.post("/invocations", summary="MLflow scoring protocol", tags=["scoring"])
+    async def invocations(request: Request, _key: Predict) -> Response:
+        """Drop-in for `mlflow models serve`: JSON with dataframe_split, dataframe_records,
+        instances or inputs, or CSV; answers `{"predictions": [...]}`."""
+        raw = await request.body()
+        records = _mlflow_records(request.headers.get("content-type", ""), raw)
+        limit = request.app.state.settings.serving.max_applications
+        if len(records) > limit:
+            raise HTTPException(
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                f"at most {limit} rows per request, got {len(records)}",
+            )
+        try:
+            _, answers = score(request, records)
+        except ScoringError as exc:
+            return JSONResponse(
+                {"error_code": "BAD_REQUEST", "message": exc.problems},
+                status_code=status.HTTP_400_BAD_REQUEST,
+            )
+        return JSONResponse(
+            {
+                "predictions": [
+                    {k: v for k, v in a.items() if k != "model"}
+                    | {"model_version": a["model"]["version"]}
+                    for a in answers
+                ]
+            }
+        )
+
+    @router.get("/health", summary="Liveness", tags=["operations"])
+    def health() -> dict[str, str]:
+        """The process is up (no model or database needed)."""
+        return {"status": "ok"}
+
+    @router.get("/ready", summary="Readiness", tags=["operations"])
+    def ready(request: Request) -> Response:
+        """200 when a model is loaded and the database answers; 503 with the reasons."""
+        reasons = []
+        if request.app.state.models.current is None:
+            reasons.append(request.app.state.models.problem or "no model loaded")
+        try:
+            with request.app.state.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except sa.exc.SQLAlchemyError as exc:
+            reasons.append(f"database unreachable: {type(exc).__name__}")
+        body = {"ready": not reasons, "reasons": reasons}
+        return JSONResponse(body, status_code=200 if not reasons else 503)
+
+    @router.get("/version", summary="Service and model version", tags=["operations"])
+    def version(request: Request) -> dict[str, Any]:
+        model: LoadedModel | None = request.app.state.models.current
+        return {
+            "loanrisk": __version__,
+            "model_name": request.app.state.settings.mlflow.model_name,
+            "model_version": model.version if model else None,
+        }
+
+    @router.get("/v1/model", summary="The served model", tags=["operations"])
+    def model_info(request: Request, _key: Read) -> dict[str, Any]:
+        """Version, alias, run, test metrics, threshold, grade scale and when it was loaded."""
+        return current_model(request).describe()
+
+    @router.get("/metrics", summary="Prometheus metrics", tags=["operations"])
+    def metrics(request: Request) -> Response:
+        state = request.app.state
+        service = state.metrics
+        model: LoadedModel | None = state.models.current
+        service.model_info.clear()
+        if model is not None:
+            service.model_info.labels(
+                model.name, model.version, model.alias, model.run_id or ""
+            ).set(1)
+        counters = state.prediction_log.metrics
+        service.queue_depth.set(state.prediction_log.queue_depth)
+        service.spooled.set(counters.spooled)
+        service.failed_writes.set(counters.failed_writes)
+        service.written.set(counters.written)
+        service.database_up.set(1 if state.prediction_log.database_ok else 0)
+        return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/v1/predictions/{prediction_id}", summary="One logged prediction", tags=["log"])
+    def get_prediction(request: Request, prediction_id: str, _key: Read) -> dict[str, Any]:
+        """The logged row: input, features, PD, decision, grade, reasons, model version."""
+        row = request.app.state.prediction_log.recent(prediction_id)
+        if row is None:
+            with request.app.state.engine.connect() as conn:
+                found = (
+                    conn.execute(
+                        sa.select(predictions).where(predictions.c.prediction_id == prediction_id)
+                    )
+                    .mappings()
+                    .first()
+                )
+            row = dict(found) if found else None
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no prediction {prediction_id}")
+        out = dict(row)
+        for key in ("input", "features", "reasons"):
+            if isinstance(out.get(key), str):
+                out[key] = json.loads(out[key])
+        return out
+
+    @router.post(
+        "/v1/outcomes",
+        response_model=OutcomeOut,
+        status_code=201,
+        summary="Report a realised outcome",
+        tags=["log"],
+    )
+    def report_outcome(request: Request, outcome: OutcomeIn, _key: Outcomes) -> OutcomeOut:
+        """Record whether a loan defaulted, by prediction id, client id or loan id."""
+        keys = {
+            k: v
+            for k, v in (
+                ("prediction_id", outcome.prediction_id),
+                ("client_id", outcome.client_id),
+                ("loan_id", outcome.loan_id),
+            )
+            if v
+        }
+        if not keys:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY, "give prediction_id, client_id or loan_id"
+            )
+        log = request.app.state.prediction_log
+        with request.app.state.engine.begin() as conn:
+            condition = sa.or_(*(predictions.c[k] == v for k, v in keys.items()))
+            matched = conn.execute(
+                sa.select(sa.func.count()).select_from(predictions).where(condition)
+            ).scalar_one()
+            pending = bool(outcome.prediction_id and log.recent(outcome.prediction_id))
+            if outcome.prediction_id and not matched and not pending:
+                raise HTTPException(
+                    status.HTTP_404_NOT_FOUND, f"no prediction {outcome.prediction_id}"
+                )
+            new_id = conn.execute(
+                sa.insert(outcomes)
+                .values(
+                    prediction_id=outcome.prediction_id,
+                    client_id=outcome.client_id,
+                    loan_id=outcome.loan_id,
+                    defaulted=int(outcome.defaulted),
+                    observed_at=date.fromisoformat(outcome.observed_at)
+                    if outcome.observed_at
+                    else None,
+                    source="api",
+                )
+                .returning(outcomes.c.outcome_id)
+            ).scalar_one()
+        return OutcomeOut(outcome_id=new_id, matched_predictions=max(int(matched), int(pending)))
+
+    return router
+
+
+def _mlflow_records(content_type: str, raw: bytes) -> list[dict[str, Any]]:
+    """Rows from any of MLflow's scoring formats, as dicts."""
+    if content_type.startswith("text/csv"):
+        try:
+            frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise HTTPException(400, f"not a CSV body: {exc}") from exc
+        return [{str(k): v for k, v in r.items() if v != ""} for r in frame.to_dict("records")]
+    try:
+        payload = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise HTTPException(400, f"not a JSON body: {exc.msg}") from exc
+    if not isinstance(payload, dict):
+        raise HTTPException(
+            400,
+            "expected a JSON object with dataframe_split, dataframe_records, instances or inputs",
+        )
+    if "dataframe_split" in payload:
+        split = payload["dataframe_split"]
+        if not isinstance(split, dict) or "columns" not in split or "data" not in split:
+            raise HTTPException(400, "dataframe_split needs 'columns' and 'data'")
+        return [dict(zip(split["columns"], row, strict=False)) for row in split["data"]]
+    for key in ("dataframe_records", "instances", "inputs"):
+        if key in payload:
+            value = payload[key]
+            if isinstance(value, dict):  # columnar: {"col": [v1, v2], ...}
+                columns = list(value)
+                length = len(value[columns[0]]) if columns else 0
+                return [{c: value[c][i] for c in columns} for i in range(length)]
+            if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+                return list(value)
+            raise HTTPException(400, f"{key} must be a list of objects or an object of lists")
+    raise HTTPException(
+        400, "expected one of dataframe_split, dataframe_records, instances, inputs"
+    )

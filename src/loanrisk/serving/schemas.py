@@ -1,0 +1,170 @@
+"""Request and response schemas. The application schema is built from the dataset profile.
+
+Unknown fields are refused (422) rather than ignored, so a misspelt field name cannot
+silently become a missing value. Values may be sent raw (``"13.56%"``, ``" 36 months"``)
+or converted (``0.1356``, ``36``); each is checked with the profile's parser and bounds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
+
+from loanrisk.data.scalar import parse_value
+from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, Parser, Profile, Role
+
+EXAMPLE: dict[str, Any] = {
+    "loan_amnt": 12000,
+    "term": " 36 months",
+    "int_rate": "13.56%",
+    "installment": 407.6,
+    "grade": "C",
+    "sub_grade": "C1",
+    "emp_length": "10+ years",
+    "home_ownership": "MORTGAGE",
+    "annual_inc": 72000,
+    "verification_status": "Source Verified",
+    "issue_d": "Dec-2018",
+    "purpose": "debt_consolidation",
+    "zip_code": "860xx",
+    "addr_state": "AZ",
+    "dti": 18.2,
+    "delinq_2yrs": 0,
+    "earliest_cr_line": "Aug-2003",
+    "fico_range_low": 700,
+    "fico_range_high": 704,
+    "inq_last_6mths": 1,
+    "open_acc": 11,
+    "pub_rec": 0,
+    "revol_bal": 15000,
+    "revol_util": "54.3%",
+    "total_acc": 25,
+    "mort_acc": 2,
+    "pub_rec_bankruptcies": 0,
+    "application_type": "Individual",
+}
+
+
+def application_fields(profile: Profile) -> dict[str, ColumnSpec]:
+    """Fields an application may carry: everything but the target and leakage columns."""
+    return {n: c for n, c in profile.columns.items() if c.role not in (Role.TARGET, Role.LEAKAGE)}
+
+
+def application_model(profile: Profile) -> type[BaseModel]:
+    """A pydantic model of one application, from the profile."""
+    specs = application_fields(profile)
+    fields: dict[str, Any] = {}
+    for name, spec in specs.items():
+        kind: Any = float | str | None if spec.parser in NUMERIC_PARSERS else str | None
+        extra: dict[str, Any] = {}
+        if spec.categories:
+            extra["enum_values"] = spec.categories
+        bounds = (
+            ""
+            if spec.min is None and spec.max is None
+            else (
+                f" Range {spec.min:g}..{spec.max:g}"
+                if spec.min is not None and spec.max is not None
+                else ""
+            )
+        )
+        text = spec.description or name
+        description = f"{text[:1].upper()}{text[1:]} ({spec.parser.value}).{bounds}"
+        if spec.categories:
+            description += f" One of: {', '.join(spec.categories)}."
+        required = spec.required and name != profile.target.column
+        fields[name] = (
+            kind,
+            Field(
+                ... if required else None, description=description, json_schema_extra=extra or None
+            ),
+        )
+    fields["client_id"] = (
+        str | None,
+        Field(
+            None,
+            max_length=200,
+            description="Your own customer or application reference; outcomes can be "
+            "reported against it later.",
+        ),
+    )
+
+    def check(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+        spec = specs.get(info.field_name or "")
+        if spec is None or value is None:
+            return value
+        typed, problem = parse_value(value, spec)
+        if problem is not None:
+            raise ValueError(problem)
+        if spec.required and typed is None:
+            raise ValueError("required value is missing")
+        if (
+            spec.categories
+            and typed is not None
+            and spec.parser is Parser.CATEGORY
+            and typed not in spec.categories
+        ):
+            raise ValueError(f"{typed!r} is not one of {', '.join(spec.categories)}")
+        return value
+
+    validators = {"check_with_profile": field_validator(*specs, mode="after")(check)}
+    examples: Any = {"examples": [EXAMPLE]}
+    model: type[BaseModel] = create_model(
+        "Application",
+        __config__=ConfigDict(extra="forbid", json_schema_extra=examples),
+        __validators__=validators,
+        **fields,
+    )
+    return model
+
+
+class ModelRef(BaseModel):
+    name: str = Field(description="Registered model name.")
+    version: str = Field(description="Registered version that produced the answer.")
+    alias: str = Field(description="Alias the service serves.")
+
+
+class Prediction(BaseModel):
+    """The answer for one application."""
+
+    prediction_id: str = Field(description="Id of this prediction (use it to report outcomes).")
+    loan_id: str | None = Field(description="The application's id, or a key derived from it.")
+    client_id: str | None = Field(description="Your reference, as sent.")
+    pd: float = Field(description="Probability of default (calibrated).", ge=0, le=1)
+    default_class: int = Field(description="1 when PD is at or above the decision threshold.")
+    decision: str = Field(description="'approve' or 'decline'.")
+    grade: str = Field(description="Risk grade A (best) .. G from the model's master scale.")
+    reasons: list[str] = Field(description="What raises this PD most, in plain words.")
+    model: ModelRef
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    predictions: list[Prediction]
+
+
+class OutcomeIn(BaseModel):
+    """A realised outcome, for one prediction, client or loan."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"prediction_id": "5f0c...", "defaulted": False, "observed_at": "2021-06-30"}
+            ]
+        },
+    )
+
+    prediction_id: str | None = Field(None, description="The prediction this outcome is for.")
+    client_id: str | None = Field(None, description="Or: the client reference sent with it.")
+    loan_id: str | None = Field(None, description="Or: the loan id.")
+    defaulted: bool = Field(description="True if the loan defaulted (charged off).")
+    observed_at: str | None = Field(
+        None, description="When it was observed (YYYY-MM-DD).", pattern=r"^\d{4}-\d{2}-\d{2}$"
+    )
+
+
+class OutcomeOut(BaseModel):
+    outcome_id: int
+    matched_predictions: int = Field(description="Predictions this outcome joins to.")
