@@ -63,10 +63,8 @@ async def submit(request: Request) -> Response:
     form_data = await request.form()
     key = str(form_data.get("api_key", "")).strip()
     values = {k: str(v).strip() for k, v in form_data.items() if k != "api_key" and str(v).strip()}
-    if key:
-        request.cookies[UI_COOKIE] = key  # lets check() see the key typed into the form
     try:
-        check(request, request.app.state.settings, "predict", allow_cookie=True)
+        check(request, request.app.state.settings, "predict", allow_cookie=True, key=key or None)
     except HTTPException as exc:
         return _render(
             request,
@@ -98,8 +96,7 @@ async def submit(request: Request) -> Response:
         request,
         "index.html",
         {"fields": _form_fields(request), "values": values, "result": result, "errors": errors},
-        code=422 if errors else 200,
-    )
+    )  # field errors are shown on the page itself (200), as HTML forms do
     if key:
         response.set_cookie(UI_COOKIE, key, httponly=True, samesite="strict")
     return response

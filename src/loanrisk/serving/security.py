@@ -49,28 +49,33 @@ def presented_key(request: Request, *, allow_cookie: bool = False) -> str | None
 
 
 def check(
-    request: Request, settings: Settings, scope: str, *, allow_cookie: bool = False
+    request: Request,
+    settings: Settings,
+    scope: str,
+    *,
+    allow_cookie: bool = False,
+    key: str | None = None,
 ) -> ApiKey | None:
     """401 without a valid key, 403 for a valid key without ``scope``."""
     if not settings.serving.auth_enabled:
         return None
-    presented = presented_key(request, allow_cookie=allow_cookie)
+    presented = key or presented_key(request, allow_cookie=allow_cookie)
     if presented is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key = find_key(presented, settings.serving.api_keys)
-    if key is None:
+    found = find_key(presented, settings.serving.api_keys)
+    if found is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"}
         )
-    if scope not in key.scopes:
+    if scope not in found.scopes:
         raise HTTPException(
-            status.HTTP_403_FORBIDDEN, f"API key {key.name!r} lacks the {scope!r} scope"
+            status.HTTP_403_FORBIDDEN, f"API key {found.name!r} lacks the {scope!r} scope"
         )
-    return key
+    return found
 
 
 def require(scope: str) -> object:

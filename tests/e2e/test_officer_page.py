@@ -1,0 +1,75 @@
+"""The loan officer's page in headless Chromium (Debian's package), driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.integration.test_service import KEY, Service, trained_home  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        message = "Chromium not installed (Debian package 'chromium')"
+        if IN_CI:
+            pytest.fail(message + "; CI must run the browser test")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"])
+        yield launched
+        launched.close()
+
+
+def test_officer_scores_an_application(browser, trained_home):
+    settings, _ = trained_home
+    service = Service(settings.home)
+    console_errors: list[str] = []
+    try:
+        page = browser.new_page()
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{service.url}/")
+        assert "loan_default_model v1" in page.inner_text("header")
+        page.fill("#api_key", KEY)
+        page.fill("#loan_amnt", "15000")
+        page.fill("#annual_inc", "48000")
+        page.select_option("#home_ownership", "RENT")
+        page.fill("#fico_range_low", "665")
+        page.fill("#fico_range_high", "669")
+        page.fill("#dti", "31.5")
+        page.click("#score")
+        page.wait_for_selector("#result")
+        pd_text = page.inner_text("#pd")
+        assert pd_text.endswith("%") and 0 < float(pd_text.rstrip("%")) < 100
+        assert page.inner_text("#decision") in {"approve", "decline"}
+        assert page.inner_text("#grade") in list("ABCDEFG")
+        reasons = page.locator("#reasons li").all_inner_texts()
+        assert reasons and all(r.strip() for r in reasons)
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "officer_page.png"), full_page=True)
+
+        page.fill("#api_key", KEY)
+        page.fill("#loan_amnt", "-3")
+        page.click("#score")
+        assert "below the minimum 1" in page.inner_text("#errors")
+
+        page.goto(f"{service.url}/predictions")
+        rows = page.locator("#predictions tr").count()
+        assert rows >= 2 and "v1" in page.inner_text("#predictions")
+        page.screenshot(path=str(SCREENSHOTS / "recent_predictions.png"), full_page=True)
+    finally:
+        service.stop()
+    assert not console_errors, console_errors
