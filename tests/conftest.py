@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from loanrisk.config import Settings, get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
+from loanrisk.pipeline import run_ingest, run_promote, run_train
 from loanrisk.profiles import Profile, load_profile
 
 REAL_DATA = (
@@ -58,6 +59,22 @@ def real_data() -> Path:
     if not REAL_DATA.exists():
         pytest.fail(f"real data file missing: {REAL_DATA} (shared/ must sit beside the checkout)")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def served_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
+    folder = tmp_path_factory.mktemp("service")
+    loans = folder / "loans.csv"
+    write_generated(
+        GeneratorConfig(rows=15_000, start="2014-01", months=12, seed=6, as_of="2019-01"), loans
+    )
+    settings = get_settings(home=folder / "home")
+    settings.training.trials = 0
+    settings.training.candidates = ["logistic_regression"]
+    run_ingest(settings, [str(loans)])
+    run_train(settings)
+    assert run_promote(settings).promoted
+    return settings, loans
 
 
 def _postgres_admin() -> sa.Engine | None:
