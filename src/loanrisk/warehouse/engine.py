@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 def make_engine(url: str, *, echo: bool = False) -> sa.Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
     try:
-        engine = sa.create_engine(url, echo=echo, future=True)
+        # pool_pre_ping: after a database restart, stale connections are replaced, not used.
+        engine = sa.create_engine(url, echo=echo, pool_pre_ping=True)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise WarehouseError(f"cannot use warehouse URL {mask_url(url)}: {exc}") from exc
     if engine.dialect.name == "sqlite":
