@@ -77,10 +77,8 @@ def test_officer_scores_an_application(browser, served_home):
         page.goto(f"{service.url}/predictions")
         rows = page.locator("#predictions tr").count()
         assert (
-            (rows >= 2
-            and "approve" in page.inner_text("#predictions"))
-            or "decline" in page.inner_text("#predictions")
-        )
+            rows >= 2 and "approve" in page.inner_text("#predictions")
+        ) or "decline" in page.inner_text("#predictions")
         page.screenshot(path=str(SCREENSHOTS / "recent_predictions.png"), full_page=True)
     finally:
         service.stop()

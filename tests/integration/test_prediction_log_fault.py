@@ -7,6 +7,7 @@ reason elsewhere, never in CI.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -92,10 +93,8 @@ def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
     server = PrivatePostgres(Path("/tmp") / f"loanrisk-pg-{tmp_path.name}", bin_dir)
     server.start()
     yield server
-    try:
+    with contextlib.suppress(subprocess.CalledProcessError):
         server.stop()
-    except subprocess.CalledProcessError:
-        pass
     shutil.rmtree(server.folder, ignore_errors=True)
 
 
