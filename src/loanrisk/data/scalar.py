@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from loanrisk.data.parsers import MISSING_TOKENS, NUMBER_PATTERN
@@ -65,6 +66,7 @@ def _percent(text: str) -> float | None:
 
 
 def _pattern(pattern: re.Pattern[str]) -> Callable[[str], int | None]:
+    @lru_cache(maxsize=1024)
     def parse(text: str) -> int | None:
         found = pattern.fullmatch(text)
         return int(found.group(1)) if found else None
@@ -76,6 +78,7 @@ def _emp_length(text: str) -> int | None:
     return 0 if _UNDER_ONE.fullmatch(text) else _pattern(_EMP)(text)
 
 
+@lru_cache(maxsize=4096)  # months repeat; strptime is the slowest parser by far
 def _month(text: str) -> date | None:
     for fmt in _MONTH_FORMATS:
         try:

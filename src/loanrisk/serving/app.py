@@ -72,9 +72,31 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
     app.include_router(routes.build_router(application))
     app.include_router(page.router)
+    _document_application(app, application)
     app.add_middleware(_Observe)
     app.add_middleware(_BodyLimit, limit=settings.serving.max_body_bytes)
     return app
+
+
+def _document_application(app: FastAPI, application: type[Any]) -> None:
+    """Put the profile-built Application schema into the OpenAPI components.
+
+    /v1/predict parses its body itself (hot path), so FastAPI would not list it.
+    """
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {})["Application"] = (
+                application.model_json_schema(ref_template="#/components/schemas/{model}")
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class _Observe:

@@ -10,14 +10,15 @@ import math
 import time
 import uuid
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from loanrisk import __version__
 from loanrisk.serving.model import LoadedModel
@@ -117,6 +118,22 @@ def build_router(application: type[BaseModel]) -> APIRouter:
     """Routes whose request schema is the profile's application model."""
     router = APIRouter()
 
+    one = TypeAdapter(application)
+    body_schema = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/Application"},
+                        {"type": "array", "items": {"$ref": "#/components/schemas/Application"}},
+                    ]
+                },
+                "example": EXAMPLE,
+            }
+        },
+    }
+
     @router.post(
         "/v1/predict",
         response_model=PredictResponse,
@@ -128,26 +145,48 @@ def build_router(application: type[BaseModel]) -> APIRouter:
             422: {"description": "Invalid fields, named one by one"},
             503: {"description": "No model loaded"},
         },
+        openapi_extra={"requestBody": body_schema},
         tags=["scoring"],
     )
-    def predict(
-        request: Request,
-        _key: Predict,
-        body: Annotated[
-            application | list[application],  # type: ignore[valid-type]
-            Body(examples=[EXAMPLE]),
-        ],
-    ) -> Response:
+    async def predict(request: Request, _key: Predict) -> Response:
         """PD, decision, grade and reasons per application; each answer is logged with the
-        model version that produced it. Send one application object or a list."""
-        items = body if isinstance(body, list) else [body]
+        model version that produced it. Send one application object or a list.
+
+        The body is parsed here rather than by FastAPI's body machinery: it is the hot
+        path, and errors name each field as `["body", index, field]`."""
+        try:
+            payload = json.loads(await request.body())
+        except json.JSONDecodeError as exc:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ["body", exc.pos],
+                        "msg": f"JSON decode error: {exc.msg}",
+                        "input": None,
+                    }
+                ]
+            ) from exc
+        items = payload if isinstance(payload, list) else [payload]
         limit = request.app.state.settings.serving.max_applications
         if not items or len(items) > limit:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
                 f"send between 1 and {limit} applications, got {len(items)}",
             )
-        records = [item.model_dump(exclude_none=True) for item in items]
+        records: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            try:
+                records.append(one.validate_python(item).model_dump(exclude_none=True))
+            except ValidationError as exc:
+                prefix = ["body", index] if isinstance(payload, list) else ["body"]
+                errors.extend(
+                    {**e, "loc": [*prefix, *e["loc"]]}
+                    for e in exc.errors(include_url=False, include_context=False)
+                )
+        if errors:
+            raise RequestValidationError(errors)
         try:
             request_id, answers = score(request, records)
         except ScoringError as exc:
@@ -184,7 +223,7 @@ def build_router(application: type[BaseModel]) -> APIRouter:
         )
 
     @router.get("/health", summary="Liveness", tags=["operations"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         """The process is up (no model or database needed)."""
         return {"status": "ok"}
 
@@ -203,7 +242,7 @@ def build_router(application: type[BaseModel]) -> APIRouter:
         return JSONResponse(body, status_code=200 if not reasons else 503)
 
     @router.get("/version", summary="Service and model version", tags=["operations"])
-    def version(request: Request) -> dict[str, Any]:
+    async def version(request: Request) -> dict[str, Any]:
         model: LoadedModel | None = request.app.state.models.current
         return {
             "loanrisk": __version__,
@@ -212,12 +251,12 @@ def build_router(application: type[BaseModel]) -> APIRouter:
         }
 
     @router.get("/v1/model", summary="The served model", tags=["operations"])
-    def model_info(request: Request, _key: Read) -> dict[str, Any]:
+    async def model_info(request: Request, _key: Read) -> dict[str, Any]:
         """Version, alias, run, test metrics, threshold, grade scale and when it was loaded."""
         return current_model(request).describe()
 
     @router.get("/metrics", summary="Prometheus metrics", tags=["operations"])
-    def metrics(request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
         state = request.app.state
         service = state.metrics
         model: LoadedModel | None = state.models.current

@@ -81,7 +81,7 @@ def check(
 def require(scope: str) -> object:
     """A FastAPI dependency that enforces ``scope``."""
 
-    def dependency(request: Request) -> ApiKey | None:
+    async def dependency(request: Request) -> ApiKey | None:  # async: no thread-pool hop
         return check(request, request.app.state.settings, scope)
 
     return Depends(dependency)

@@ -1,0 +1,334 @@
+"""Serving throughput and latency: `mlflow models serve` vs `loanrisk serve`, same model.
+
+    python benchmarks/serve.py [--seconds 6] [--workers 1]
+
+Trains and promotes one LightGBM model on generated loans (embedded MLflow store), then
+serves that registered version two ways on loopback: MLflow's own server, and
+`loanrisk serve` with the prediction log on a fresh PostgreSQL database. Each cell sends
+one application, or 100, per request from 1, 8 and 32 concurrent keep-alive clients for a
+bounded time, and reports requests/s, applications/s and p50/p99 latency, then the ratio.
+At the end the `predictions` rows are counted against the applications loanrisk answered.
+Goal (issue 4): >= 10x MLflow's single-application throughput, p99 <= 50 ms at 32 clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+LOANRISK = str(Path(sys.executable).with_name("loanrisk"))
+BIN = str(Path(sys.executable).parent)
+KEY = "bench-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited while starting: {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"server did not start: {url}")
+
+
+def _client(
+    port: int,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    stop_at: float,
+    out: list[float],
+    errors: list[int],
+) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    while time.perf_counter() < stop_at:
+        started = time.perf_counter()
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status == 200:
+                out.append(time.perf_counter() - started)
+            else:
+                errors.append(response.status)
+        except (OSError, http.client.HTTPException):
+            errors.append(0)
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.close()
+
+
+def _load_process(args: tuple) -> tuple[list[float], list[int]]:
+    port, path, body, headers, clients, seconds = args
+    stop_at = time.perf_counter() + seconds
+    latencies: list[float] = []
+    errors: list[int] = []
+    threads = [
+        threading.Thread(
+            target=_client, args=(port, path, body, headers, stop_at, latencies, errors)
+        )
+        for _ in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, errors
+
+
+def load(
+    port: int, path: str, body: bytes, headers: dict[str, str], clients: int, seconds: float
+) -> dict[str, float]:
+    """Closed-loop load from up to 2 client processes (threads inside), bounded in time."""
+    processes = min(2, clients)
+    share = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    with mp.Pool(processes) as pool:
+        results = pool.map(_load_process, [(port, path, body, headers, n, seconds) for n in share])
+    latencies = np.array([x for r in results for x in r[0]])
+    errors = sum(len(r[1]) for r in results)
+    if not len(latencies):
+        return {"rps": 0.0, "p50": float("nan"), "p99": float("nan"), "errors": errors, "ok": 0}
+    return {
+        "rps": len(latencies) / seconds,
+        "p50": float(np.percentile(latencies, 50) * 1000),
+        "p99": float(np.percentile(latencies, 99) * 1000),
+        "errors": errors,
+        "ok": len(latencies),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=6.0, help="per cell")
+    parser.add_argument("--workers", type=int, default=1, help="loanrisk serve workers")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "LOANRISK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="loanrisk-bench-"))
+    home = tmp / "home"
+    admin = sa.create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
+    database = f"loanrisk_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
+    warehouse_url = admin.url.set(database=database).render_as_string(hide_password=False)
+    env = {
+        **os.environ,
+        "LOANRISK_HOME": str(home),
+        "LOANRISK_WAREHOUSE__URL": warehouse_url,
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        "LOANRISK_SERVING__API_KEYS": json.dumps(
+            [{"name": "bench", "sha256": __import__("hashlib").sha256(KEY.encode()).hexdigest()}]
+        ),
+        "LOANRISK_SERVING__MAX_APPLICATIONS": "100",
+    }
+    processes: list[subprocess.Popen] = []
+    try:
+        loans = tmp / "loans.csv"
+        steps = [
+            [
+                "generate",
+                "--rows",
+                "60000",
+                "--start",
+                "2014-01",
+                "--months",
+                "18",
+                "--as-of",
+                "2020-01",
+                "--seed",
+                "9",
+                "--out",
+                str(loans),
+            ],
+            ["ingest", str(loans)],
+            ["train", "--trials", "0", "--candidates", "lightgbm"],
+            ["promote"],
+        ]
+        for step in steps:
+            subprocess.run([LOANRISK, *step, "--json"], env=env, check=True, capture_output=True)
+        print("trained and promoted a LightGBM model on 60,000 generated loans")
+
+        import pandas as pd
+
+        apps = pd.read_csv(loans, dtype=str, keep_default_na=False).head(100)
+        fields = [
+            "loan_amnt",
+            "term",
+            "int_rate",
+            "installment",
+            "grade",
+            "sub_grade",
+            "emp_length",
+            "home_ownership",
+            "annual_inc",
+            "verification_status",
+            "issue_d",
+            "purpose",
+            "zip_code",
+            "addr_state",
+            "dti",
+            "delinq_2yrs",
+            "earliest_cr_line",
+            "fico_range_low",
+            "fico_range_high",
+            "inq_last_6mths",
+            "open_acc",
+            "pub_rec",
+            "revol_bal",
+            "revol_util",
+            "total_acc",
+            "mort_acc",
+            "pub_rec_bankruptcies",
+            "application_type",
+        ]
+        records = [{k: r[k] for k in fields if r[k] != ""} for r in apps.to_dict("records")]
+
+        mlflow_port, loanrisk_port = free_port(), free_port()
+        log_path = tmp / "servers.log"
+        with log_path.open("w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [
+                        f"{BIN}/mlflow",
+                        "models",
+                        "serve",
+                        "-m",
+                        "models:/loan_default_model@production",
+                        "--env-manager",
+                        "local",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(mlflow_port),
+                    ],
+                    env=env | {"MLFLOW_TRACKING_URI": f"sqlite:///{home.resolve()}/mlflow.db"},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            processes.append(
+                subprocess.Popen(
+                    [
+                        LOANRISK,
+                        "serve",
+                        "--port",
+                        str(loanrisk_port),
+                        "--workers",
+                        str(args.workers),
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        wait_for(f"http://127.0.0.1:{mlflow_port}/ping", processes[0])
+        wait_for(f"http://127.0.0.1:{loanrisk_port}/ready", processes[1])
+
+        json_headers = {"Content-Type": "application/json"}
+        targets = {
+            "mlflow models serve": (
+                mlflow_port,
+                "/invocations",
+                lambda rs: json.dumps({"dataframe_records": rs}).encode(),
+                json_headers,
+            ),
+            "loanrisk serve": (
+                loanrisk_port,
+                "/v1/predict",
+                lambda rs: json.dumps(rs if len(rs) > 1 else rs[0]).encode(),
+                json_headers | {"Authorization": f"Bearer {KEY}"},
+            ),
+        }
+        table = []
+        answered = 0  # applications loanrisk answered, warm-ups included
+        for size in (1, 100):
+            for clients in (1, 8, 32):
+                for name, (port, path, encode, headers) in targets.items():
+                    body = encode(records[:size])
+                    warm = load(port, path, body, headers, 1, 0.5)
+                    result = load(port, path, body, headers, clients, args.seconds)
+                    if name == "loanrisk serve":
+                        answered += (warm["ok"] + result["ok"]) * size
+                    table.append((name, size, clients, result))
+                    print(
+                        f"  {name:<20} {size:>3} app(s)/req {clients:>2} clients: "
+                        f"{result['rps']:8.1f} req/s p99 {result['p99']:7.1f} ms "
+                        f"errors {result['errors']}",
+                        flush=True,
+                    )
+        processes[1].terminate()
+        processes[1].wait(timeout=60)
+        engine = sa.create_engine(warehouse_url)
+        with engine.connect() as conn:
+            logged = conn.execute(
+                sa.text("SELECT count(*), count(DISTINCT prediction_id) FROM predictions")
+            ).one()
+        engine.dispose()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.dispose()
+
+    print(
+        f"\n{'server':<20} {'apps/req':>8} {'clients':>7} {'req/s':>9} {'apps/s':>9} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+    )
+    for name, size, clients, r in table:
+        print(
+            f"{name:<20} {size:>8} {clients:>7} {r['rps']:>9.1f} {r['rps'] * size:>9.1f} "
+            f"{r['p50']:>8.1f} {r['p99']:>8.1f} {r['errors']:>6}"
+        )
+    print("\nratio loanrisk / mlflow (requests/s):")
+    for size in (1, 100):
+        for clients in (1, 8, 32):
+            cells = {n: r for n, s, c, r in table if s == size and c == clients}
+            base = cells["mlflow models serve"]["rps"]
+            ratio = cells["loanrisk serve"]["rps"] / base if base else float("inf")
+            print(f"  {size:>3} app(s)/request, {clients:>2} clients: {ratio:6.1f}x")
+    verdict = "equal" if logged[0] == logged[1] == answered else "NOT equal"
+    print(
+        f"\npredictions rows {logged[0]:,} (distinct ids {logged[1]:,}) vs applications "
+        f"answered by loanrisk serve {answered:,}: {verdict}"
+    )
+
+
+if __name__ == "__main__":
+    main()
