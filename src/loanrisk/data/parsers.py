@@ -61,7 +61,7 @@ def parse_column(raw: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series
     """Typed values for one column plus the problems, indexed by the failing rows."""
     text = clean_arrow(raw)
     values, failed = _parse_distinct(text, _PARSERS[spec.parser])
-    reasons = _reasons(text, failed, _WHAT[spec.parser], raw.index)
+    reasons = _reasons(text, failed, PROBLEM_TEXT[spec.parser], raw.index)
     if spec.parser in NUMERIC_PARSERS:
         values, range_reasons = _check_range(values, text, spec, raw.index)
         reasons = pd.concat([reasons, range_reasons]) if len(range_reasons) else reasons
@@ -164,7 +164,7 @@ _PARSERS: dict[Parser, Callable[[pa.Array], Parsed]] = {
     Parser.ZIP3: _zip3,
 }
 
-_WHAT = {
+PROBLEM_TEXT = {  # what a value that fails each parser is, in messages
     Parser.NUMBER: "is not a number",
     Parser.INTEGER: "is not a whole number",
     Parser.PERCENT: "is not a percentage",

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from loanrisk.data.parsers import MISSING_TOKENS, NUMBER_PATTERN
+from loanrisk.data.parsers import MISSING_TOKENS, NUMBER_PATTERN, PROBLEM_TEXT
 from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, DerivedSpec, Parser, Profile
 
 _MISSING = frozenset(MISSING_TOKENS.to_pylist())
@@ -106,15 +106,6 @@ _PARSE: dict[Parser, Callable[[str], Typed]] = {
     Parser.TEXT: lambda text: text,
     Parser.ZIP3: _zip3,
 }
-_WHAT = {
-    Parser.NUMBER: "is not a number",
-    Parser.INTEGER: "is not a whole number",
-    Parser.PERCENT: "is not a percentage",
-    Parser.TERM_MONTHS: "is not a term in months (like ' 36 months')",
-    Parser.EMP_LENGTH: "is not a length of employment (like '10+ years')",
-    Parser.MONTH: "is not a month (like 'Dec-2015' or '2015-12-01')",
-    Parser.ZIP3: "is not a zip code (like '860xx')",
-}
 
 
 def parse_value(value: Any, spec: ColumnSpec) -> tuple[Typed, str | None]:
@@ -124,7 +115,7 @@ def parse_value(value: Any, spec: ColumnSpec) -> tuple[Typed, str | None]:
         return None, None
     typed = _PARSE[spec.parser](text)
     if typed is None:
-        return None, f"{text!r} {_WHAT[spec.parser]}"
+        return None, f"{text!r} {PROBLEM_TEXT[spec.parser]}"
     if spec.parser in NUMERIC_PARSERS:
         number = float(typed)  # type: ignore[arg-type]
         if spec.min is not None and number < spec.min:
