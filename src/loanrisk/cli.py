@@ -516,6 +516,127 @@ def rollback_command(
     out.print(f"@production moved back from version {old} to version {new}")
 
 
+@app.command("score")
+def score_command(
+    ctx: typer.Context,
+    source: Annotated[
+        str,
+        typer.Argument(help="A file of applications (CSV, CSV.gz, Parquet; local or fsspec URL)."),
+    ],
+    output: Annotated[
+        Path | None, typer.Option(help="Folder for the Parquet output (default <home>/scores).")
+    ] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Rows per chunk.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score a file with the @production model: Parquet output + predictions rows.
+
+    Streams in chunks (constant memory). The same input with the same model version is
+    not scored twice. Leaves <home>/scores/latest.json for monitoring.
+    """
+    from loanrisk.batch import score_file
+
+    settings = _settings(ctx)
+    if chunk_size is not None:
+        settings.ingest.chunk_size = chunk_size
+    try:
+        with _progress(disable=as_json, bytes_=True) as bar:
+            run = score_file(settings, source, output_dir=output, progress=_IngestBar(bar))
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        _emit_json(run.as_dict())
+        return
+    if run.skipped:
+        out.print(f"skipped: {run.note}; 0 rows added ({run.output})")
+        return
+    out.print(
+        f"scored {run.rows_scored:,} of {run.rows_in:,} rows with version "
+        f"{run.model_version} in {run.seconds:.1f}s ({run.rows_per_second:,.0f} rows/s); "
+        f"{run.rows_invalid:,} invalid; output {run.output}"
+    )
+
+
+@app.command("outcomes")
+def outcomes_command(
+    ctx: typer.Context,
+    source: Annotated[
+        str,
+        typer.Argument(help="A file with the loan id (or client_id) and loan_status or defaulted."),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Load realised outcomes and match them to predictions; unmatched rows are counted."""
+    from loanrisk.outcomes import load_outcomes
+
+    try:
+        result = load_outcomes(_settings(ctx), source)
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        _emit_json(result.as_dict())
+        return
+    out.print(
+        f"{result.rows:,} rows: {result.matched:,} matched predictions, "
+        f"{result.unmatched:,} unmatched, {result.not_final:,} without a final status; "
+        f"{result.stored:,} outcomes stored"
+    )
+
+
+@app.command("monitor")
+def monitor_command(
+    ctx: typer.Context,
+    window: Annotated[str, typer.Option(help="How far back: e.g. 30d, 12h.")] = "30d",
+    fail_on: Annotated[
+        str | None, typer.Option(help="Exit 4 on 'drift', 5 on 'performance' (or 'any').")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Drift (Evidently, PSI) and realised performance of recent predictions vs training.
+
+    Writes an HTML report and a JSON summary under <home>/reports and a monitoring_runs row;
+    alerts go to the log and LOANRISK_MONITORING__WEBHOOK_URL.
+    """
+    from loanrisk.monitoring.monitor import monitor
+
+    try:
+        amount, unit = float(window[:-1]), window[-1]
+        days = {"d": amount, "h": amount / 24}[unit]
+    except (ValueError, KeyError):
+        raise _fail(f"--window must look like 30d or 12h, got {window!r}") from None
+    if fail_on not in (None, "drift", "performance", "any"):
+        raise _fail("--fail-on must be drift, performance or any")
+    try:
+        result = monitor(_settings(ctx), days=days)
+    except LoanriskError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        _emit_json(result.as_dict())
+    else:
+        perf = result.performance or {}
+        auc = perf.get("auc")
+        out.print(
+            f"model v{result.model_version}: {result.rows_current:,} predictions vs "
+            f"{result.rows_reference:,} training rows"
+        )
+        out.print(
+            f"drifted inputs: {len(result.drifted_features)} "
+            f"({result.drifted_share:.0%}) {', '.join(result.drifted_features)}"
+        )
+        out.print(f"PD score PSI {result.score_psi:.3f} ({result.score_psi_band})")
+        out.print(
+            "realised: "
+            + (f"AUC {auc:.3f} on {perf['outcomes']:,} outcomes" if auc else "no outcomes yet")
+        )
+        verdict = "[red]retrain recommended[/]" if result.retrain_recommended else "[green]ok[/]"
+        out.print(f"verdict: {verdict}; " + ("; ".join(result.alerts) or "no alert"))
+        out.print(f"report {result.report_html}")
+    if fail_on in ("drift", "any") and result.drift_alert:
+        raise typer.Exit(code=4)
+    if fail_on in ("performance", "any") and result.performance_alert:
+        raise typer.Exit(code=5)
+
+
 @app.command()
 def serve(
     ctx: typer.Context,

@@ -123,6 +123,29 @@ class ServingSettings(BaseModel):
     log_retry_seconds: float = Field(default=2.0, gt=0, description="Spool replay interval.")
 
 
+class MonitoringSettings(BaseModel):
+    """Drift and performance monitoring, alert thresholds."""
+
+    window_days: float = Field(default=30.0, gt=0, description="Default window of predictions.")
+    max_rows: int = Field(default=100_000, ge=100, description="Most recent rows compared.")
+    drift_share_alert: float = Field(
+        default=0.3, ge=0, le=1, description="Alert when this share of model inputs drifted."
+    )
+    score_psi_alert: float = Field(default=0.25, ge=0, description="Alert above this PD PSI.")
+    min_auc: float = Field(default=0.6, description="Alert when realised AUC falls below.")
+    max_default_rate_gap: float = Field(
+        default=0.05,
+        ge=0,
+        description="Alert when observed and predicted default rates differ more.",
+    )
+    min_outcomes: int = Field(
+        default=200, ge=1, description="Outcomes needed for realised metrics."
+    )
+    webhook_url: SecretStr | None = Field(
+        default=None, description="Slack-compatible webhook for alerts (JSON with 'text')."
+    )
+
+
 class DataSettings(BaseModel):
     """Which dataset the warehouse holds."""
 
@@ -157,6 +180,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     promotion: PromotionSettings = PromotionSettings()
     serving: ServingSettings = ServingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @field_validator("log_level")
     @classmethod

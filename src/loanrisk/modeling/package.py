@@ -38,6 +38,8 @@ class ScoringBundle:
     threshold: float
     grade_edges: list[float]
     top_reasons: int = 4
+    # A sample of training model inputs with their PDs: monitoring's reference.
+    reference: pd.DataFrame | None = None
 
     def fast(self) -> FastScorer:
         """The compiled dict -> vector path (built once per loaded model)."""
@@ -62,6 +64,10 @@ class ScoringBundle:
 
     def predict(self, raw: pd.DataFrame) -> pd.DataFrame:
         """One output row per input row, in order; invalid rows get ``error`` and no PD."""
+        return self.predict_with_features(raw)[0]
+
+    def predict_with_features(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``predict`` plus the model inputs of the valid rows (indexed like the output)."""
         raw = raw.reset_index(drop=True)
         refined = refine(raw, self.profile, applications=True)
         out = pd.DataFrame(index=raw.index, columns=OUTPUT_COLUMNS, dtype=object)
@@ -71,10 +77,13 @@ class ScoringBundle:
             out.loc[rows, "error"] = refined.rejects["reason"].to_numpy()
             out.loc[rows, "loan_id"] = refined.rejects[LOAN_ID].to_numpy()
         silver = refined.silver
+        features = pd.DataFrame(columns=self.spec.columns)
         if len(silver):
             gold = build_features(silver, self.profile)
-            pd_ = self.score_features(gold)
+            features = model_frame(gold, self.spec)
+            pd_ = self.calibrator(self.candidate.predict_raw(features))
             rows = silver[SOURCE_ROW].to_numpy()
+            features.index = rows
             out.loc[rows, "loan_id"] = silver[LOAN_ID].to_numpy()
             out.loc[rows, "pd"] = pd_
             out.loc[rows, "default_class"] = (pd_ >= self.threshold).astype(int)
@@ -83,7 +92,7 @@ class ScoringBundle:
             reasons = pd.Series(self.reasons(gold), index=rows, dtype=object)
             out.loc[rows, "reasons"] = reasons
         out["pd"] = out["pd"].astype("float64")
-        return out
+        return out, features
 
 
 class LoanDefaultModel(PythonModel):

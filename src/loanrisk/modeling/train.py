@@ -174,7 +174,9 @@ def train(
         if hasattr(model, "set_reference"):
             model.set_reference(frames["train"][0])
         pd_train = calibrator(model.predict_raw(frames["train"][0]))
+        reference = _reference_sample(frames["train"][0], pd_train, seed=options.seed)
         bundle = ScoringBundle(
+            reference=reference,
             profile=profile,
             spec=spec,
             candidate=model,
@@ -311,6 +313,16 @@ def _train_candidate(
             seconds=round(time.perf_counter() - started, 1),
         )
     return report, model, calibrator
+
+
+def _reference_sample(
+    x_train: pd.DataFrame, pd_train: np.ndarray, *, seed: int, rows: int = 20_000
+) -> pd.DataFrame:
+    """Up to ``rows`` training applicants (model inputs and PD), kept with the model."""
+    sample = x_train.assign(pd=pd_train)
+    if len(sample) > rows:
+        sample = sample.sample(rows, random_state=seed)
+    return sample.reset_index(drop=True)
 
 
 def data_fingerprint(gold: pd.DataFrame) -> dict[str, Any]:

@@ -53,6 +53,21 @@ class ServiceMetrics:
             "Prediction rows written to the database",
             registry=self.registry,
         )
+        self.drifted_share = Gauge(
+            "loanrisk_monitoring_drifted_share",
+            "Share of model inputs drifted in the latest monitoring run",
+            registry=self.registry,
+        )
+        self.score_psi = Gauge(
+            "loanrisk_monitoring_score_psi",
+            "PSI of the PD score in the latest monitoring run",
+            registry=self.registry,
+        )
+        self.realised_auc = Gauge(
+            "loanrisk_monitoring_realised_auc",
+            "Realised AUC in the latest monitoring run (when known)",
+            registry=self.registry,
+        )
         self.database_up = Gauge(
             "loanrisk_prediction_log_database_up",
             "1 when the prediction log reaches the database",

@@ -271,6 +271,12 @@ def build_router(application: type[BaseModel]) -> APIRouter:
         service.failed_writes.set(counters.failed_writes)
         service.written.set(counters.written)
         service.database_up.set(1 if state.prediction_log.database_ok else 0)
+        latest = _latest_monitoring(request)
+        if latest is not None:
+            service.drifted_share.set(latest["drifted_share"])
+            service.score_psi.set(latest["score_psi"])
+            if latest["realised_auc"] is not None:
+                service.realised_auc.set(latest["realised_auc"])
         return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/v1/predictions/{prediction_id}", summary="One logged prediction", tags=["log"])
@@ -345,6 +351,22 @@ def build_router(application: type[BaseModel]) -> APIRouter:
         return OutcomeOut(outcome_id=new_id, matched_predictions=max(int(matched), int(pending)))
 
     return router
+
+
+def _latest_monitoring(request: Request) -> dict[str, Any] | None:
+    """The latest monitoring figures, read at most every 30 s."""
+    from loanrisk.monitoring.monitor import latest
+
+    state = request.app.state
+    cached = getattr(state, "monitoring_cache", None)
+    if cached is not None and time.monotonic() - cached[0] < 30:
+        return cached[1]
+    try:
+        figures = latest(state.engine)
+    except sa.exc.SQLAlchemyError:
+        figures = None
+    state.monitoring_cache = (time.monotonic(), figures)
+    return figures
 
 
 def _mlflow_records(content_type: str, raw: bytes) -> list[dict[str, Any]]:

@@ -141,6 +141,44 @@ outcomes = sa.Table(
 )
 
 
+scoring_runs = sa.Table(
+    Table.SCORING_RUNS,
+    metadata,
+    sa.Column("scoring_run_id", sa.String(36), primary_key=True),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("input_hash", sa.String(64), nullable=False),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("rows_in", sa.BigInteger, nullable=False),
+    sa.Column("rows_scored", sa.BigInteger, nullable=False),
+    sa.Column("rows_invalid", sa.BigInteger, nullable=False),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("seconds", sa.Double, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+monitoring_runs = sa.Table(
+    Table.MONITORING_RUNS,
+    metadata,
+    sa.Column("monitoring_run_id", sa.String(36), primary_key=True),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("rows_current", sa.BigInteger, nullable=False),
+    sa.Column("rows_reference", sa.BigInteger, nullable=False),
+    sa.Column("drifted_share", sa.Double, nullable=False),
+    sa.Column("score_psi", sa.Double, nullable=False),
+    sa.Column("realised_auc", sa.Double),
+    sa.Column("outcomes", sa.BigInteger, nullable=False),
+    sa.Column("retrain_recommended", sa.Boolean, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),  # the JSON summary
+    sa.Column("report", sa.Text, nullable=False),  # where the HTML report is
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def sql_type(parser: Parser) -> sa.types.TypeEngine:
     """Column type in silver and gold for a parser's output."""
     if parser in (Parser.NUMBER, Parser.PERCENT):

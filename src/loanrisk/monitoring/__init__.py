@@ -1,0 +1,1 @@
+"""Monitoring: drift (Evidently and PSI), realised performance, reports, alerts."""

@@ -1,0 +1,145 @@
+"""Batch scoring, outcomes and monitoring on generated data with a real model and store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sklearn.metrics import roc_auc_score
+
+from loanrisk.batch import latest_run, score_file
+from loanrisk.config import Settings, get_settings
+from loanrisk.data.generate import GeneratorConfig, write_generated
+from loanrisk.errors import LoanriskError
+from loanrisk.monitoring.monitor import monitor
+from loanrisk.outcomes import load_outcomes
+from loanrisk.pipeline import run_ingest, run_promote, run_train
+from tests.support import Service
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
+    folder = tmp_path_factory.mktemp("monitoring")
+    history = folder / "history.csv"
+    write_generated(
+        GeneratorConfig(rows=40_000, start="2014-01", months=12, seed=2, as_of="2019-01"), history
+    )
+    settings = get_settings(home=folder / "home")
+    settings.training.trials = 0
+    settings.training.candidates = ["logistic_regression"]
+    run_ingest(settings, [str(history)])
+    run_train(settings)
+    assert run_promote(settings).promoted
+    for name, config in {
+        "same.csv": GeneratorConfig(rows=5_000, start="2015-06", months=1, seed=3),
+        "drifted.csv": GeneratorConfig(rows=5_000, start="2015-07", months=1, seed=4, drift=1.0),
+        "matured.csv": GeneratorConfig(
+            rows=5_000, start="2015-06", months=1, seed=3, as_of="2021-01"
+        ),
+    }.items():
+        write_generated(config, folder / name)
+    return settings, folder
+
+
+def copy_home(settings: Settings, target: Path) -> Settings:
+    shutil.copytree(settings.home, target)
+    return get_settings(home=target)
+
+
+def count(settings: Settings, table: str) -> int:
+    engine = sa.create_engine(settings.warehouse_url)
+    with engine.connect() as conn:
+        value = int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+    engine.dispose()
+    return value
+
+
+def test_scoring_is_streamed_logged_and_idempotent(monitored, tmp_path):
+    settings, folder = monitored
+    settings = copy_home(settings, tmp_path / "home")
+    settings.ingest.chunk_size = 1_000
+    run = score_file(settings, str(folder / "same.csv"))
+    assert run.rows_in == 5_000 and run.rows_scored + run.rows_invalid == 5_000
+    assert run.rows_invalid > 0  # the generator's dirty rows are refused, not scored
+    output = pd.read_parquet(run.output)
+    assert len(output) == 5_000 and output["pd"].notna().sum() == run.rows_scored
+    assert output.loc[output["pd"].isna(), "error"].notna().all()
+    assert count(settings, "predictions") == run.rows_scored
+    assert count(settings, "scoring_runs") == 1
+    assert latest_run(settings)["scoring_run_id"] == run.scoring_run_id
+    again = score_file(settings, str(folder / "same.csv"))
+    assert again.skipped and count(settings, "predictions") == run.rows_scored
+
+
+def test_no_false_alarm_in_distribution(monitored, tmp_path):
+    settings, folder = monitored
+    settings = copy_home(settings, tmp_path / "home")
+    score_file(settings, str(folder / "same.csv"))
+    result = monitor(settings, days=1)
+    assert not result.drift_alert, result.alerts
+    assert result.score_psi < 0.1 and result.drifted_share < 0.1
+    assert not result.retrain_recommended
+    summary = json.loads(Path(result.summary_json).read_text())
+    assert summary["monitoring_run_id"] == result.monitoring_run_id
+    assert count(settings, "monitoring_runs") == 1
+
+
+def test_drifted_month_raises_an_alert_naming_features(monitored, tmp_path):
+    settings, folder = monitored
+    settings = copy_home(settings, tmp_path / "home")
+    score_file(settings, str(folder / "drifted.csv"))
+    result = monitor(settings, days=1)
+    assert result.drift_alert and result.retrain_recommended
+    assert {"fico_range_low", "dti", "annual_inc", "revol_util"} <= set(result.drifted_features)
+    assert any("fico_range_low" in alert for alert in result.alerts)
+    assert result.psi["fico_range_low"]["value"] > 0.1
+
+
+def test_realised_auc_matches_the_pairs(monitored, tmp_path):
+    settings, folder = monitored
+    settings = copy_home(settings, tmp_path / "home")
+    scored = score_file(settings, str(folder / "same.csv"))
+    loaded = load_outcomes(settings, str(folder / "matured.csv"))
+    assert loaded.rows == 5_000 and loaded.matched == scored.rows_scored
+    assert loaded.unmatched == 5_000 - scored.rows_scored  # refused rows have no prediction
+    result = monitor(settings, days=1)
+    engine = sa.create_engine(settings.warehouse_url)
+    pairs = pd.read_sql(
+        "SELECT p.prediction_id, p.pd, o.defaulted FROM predictions p "
+        "JOIN outcomes o ON o.loan_id = p.loan_id ORDER BY o.outcome_id",
+        engine,
+    ).drop_duplicates("prediction_id", keep="last")
+    engine.dispose()
+    direct = roc_auc_score(pairs["defaulted"], pairs["pd"])
+    assert result.performance is not None
+    assert result.performance["outcomes"] == len(pairs)
+    assert abs(result.performance["auc"] - direct) <= 0.01
+    assert set(result.performance["by_grade"]) <= set("ABCDEFG")
+    assert np.isclose(result.performance["observed_default_rate"], pairs["defaulted"].mean())
+
+
+def test_monitoring_needs_predictions_and_metrics_export(monitored, tmp_path):
+    settings, folder = monitored
+    settings = copy_home(settings, tmp_path / "home")
+    with pytest.raises(LoanriskError, match="no predictions between"):
+        monitor(settings, days=1)
+    score_file(settings, str(folder / "drifted.csv"))
+    result = monitor(settings, days=1)
+    service = Service(settings.home)
+    try:
+        metrics = httpx.get(f"{service.url}/metrics").text
+    finally:
+        service.stop()
+    line = next(
+        m for m in metrics.splitlines() if m.startswith("loanrisk_monitoring_drifted_share ")
+    )
+    assert float(line.split()[-1]) == pytest.approx(result.drifted_share)
+    assert "loanrisk_monitoring_score_psi " in metrics
