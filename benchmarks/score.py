@@ -1,0 +1,164 @@
+"""Batch scoring: `loanrisk score` of 2,000,000 generated applications vs the packaged
+model's own predict on the same rows, and peak memory.
+
+    python benchmarks/score.py [--rows 2000000] [--sqlite]
+
+Trains and promotes a LightGBM model on 60,000 loans (not timed). Then, in separate
+processes: (1) `loanrisk score FILE` with every write (Parquet, predictions rows in
+PostgreSQL, scoring_runs); (2) the registered pyfunc model's predict on the same rows,
+read in the same chunks, nothing written. Peak memory of each process from wait4.
+Goals (issue 5): peak < 1.5 GB; loanrisk score >= 0.7 x the raw rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+HERE = Path(__file__).resolve().parent
+LOANRISK = str(Path(sys.executable).with_name("loanrisk"))
+
+
+def timed(command: list[str], env: dict[str, str], folder: Path) -> tuple[str, float, float]:
+    out, err = folder / f"out-{uuid.uuid4().hex}.txt", folder / "err.txt"
+    started = time.perf_counter()
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(command[:3])}: {err.read_text()[-3000:]}")
+    return out.read_text(), seconds, usage.ru_maxrss / 1024
+
+
+RAW = textwrap.dedent("""
+    import json, sys, time
+    import mlflow
+    from loanrisk.data.readers import read_chunks
+    mlflow.set_tracking_uri(sys.argv[1])
+    model = mlflow.pyfunc.load_model("models:/loan_default_model@production")
+    bundle = model.unwrap_python_model().bundle
+    started, rows = time.perf_counter(), 0
+    for chunk in read_chunks(sys.argv[2], chunk_size=50_000):
+        rows += len(bundle.predict(chunk))
+    print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started}))
+""")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--sqlite", action="store_true", help="log to SQLite, not PostgreSQL")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "LOANRISK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    args = parser.parse_args()
+    source = HERE / "out" / f"applications_{args.rows}.csv.gz"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    if not source.exists():
+        subprocess.run(
+            [
+                LOANRISK,
+                "generate",
+                "--rows",
+                str(args.rows),
+                "--start",
+                "2016-01",
+                "--months",
+                "6",
+                "--seed",
+                "77",
+                "--out",
+                str(source),
+                "--json",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    tmp = Path(tempfile.mkdtemp(prefix="loanrisk-score-"))
+    env = {
+        **os.environ,
+        "LOANRISK_HOME": str(tmp / "home"),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    admin, database = None, None
+    if not args.sqlite:
+        admin = sa.create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
+        database = f"loanrisk_score_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
+        env["LOANRISK_WAREHOUSE__URL"] = admin.url.set(database=database).render_as_string(
+            hide_password=False
+        )
+    try:
+        history = tmp / "history.csv"
+        for step in (
+            [
+                "generate",
+                "--rows",
+                "60000",
+                "--start",
+                "2014-01",
+                "--months",
+                "18",
+                "--as-of",
+                "2020-01",
+                "--seed",
+                "9",
+                "--out",
+                str(history),
+            ],
+            ["ingest", str(history)],
+            ["train", "--trials", "0", "--candidates", "lightgbm"],
+            ["promote"],
+        ):
+            subprocess.run([LOANRISK, *step, "--json"], env=env, check=True, capture_output=True)
+        tracking = f"sqlite:///{(tmp / 'home' / 'mlflow.db').resolve()}"
+        raw_out, raw_wall, raw_peak = timed(
+            [sys.executable, "-c", RAW, tracking, str(source)], env, tmp
+        )
+        raw = json.loads(raw_out.strip().splitlines()[-1])
+        score_out, score_wall, score_peak = timed(
+            [LOANRISK, "score", str(source), "--json"], env, tmp
+        )
+        run = json.loads(score_out)
+    finally:
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            admin.dispose()
+    raw_rate = raw["rows"] / raw["seconds"]
+    score_rate = run["rows_in"] / run["seconds"]
+    log = "SQLite" if args.sqlite else "PostgreSQL"
+    print(f"\n{args.rows:,} generated applications ({source.name}), LightGBM, log in {log}\n")
+    print(f"{'path':<34} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'wall s':>7} {'peak MB':>8}")
+    print(
+        f"{'packaged model predict (no writes)':<34} {raw['rows']:>10,} {raw['seconds']:>8.1f} "
+        f"{raw_rate:>9,.0f} {raw_wall:>7.1f} {raw_peak:>8,.0f}"
+    )
+    print(
+        f"{'loanrisk score (all writes)':<34} {run['rows_in']:>10,} {run['seconds']:>8.1f} "
+        f"{score_rate:>9,.0f} {score_wall:>7.1f} {score_peak:>8,.0f}"
+    )
+    print(
+        f"\nratio loanrisk score / raw predict: {score_rate / raw_rate:.2f} (goal >= 0.70); "
+        f"peak {score_peak:,.0f} MB (goal < 1,500 MB); rows scored {run['rows_scored']:,}, "
+        f"invalid {run['rows_invalid']:,}"
+    )
+
+
+if __name__ == "__main__":
+    main()
