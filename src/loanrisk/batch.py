@@ -30,7 +30,7 @@ from loanrisk.errors import LoanriskError
 from loanrisk.modeling.package import ScoringBundle
 from loanrisk.pipeline import open_warehouse
 from loanrisk.warehouse.bulk import write_frame
-from loanrisk.warehouse.ingest import Progress
+from loanrisk.warehouse.ingest import BackgroundWriter, Progress
 from loanrisk.warehouse.schema import predictions, scoring_runs
 
 log = logging.getLogger(__name__)
@@ -111,17 +111,22 @@ def score_file(
         writer: pq.ParquetWriter | None = None
         try:
             with warehouse.engine.begin() as conn:
-                for chunk in read_chunks(
-                    raw_file.url,
-                    chunk_size=settings.ingest.chunk_size,
-                    encoding=settings.ingest.encoding,
-                    on_bytes=progress.advance if progress else None,
-                ):
-                    table, rows = _score_chunk(bundle, chunk, run, name, version, started_at)
-                    writer = writer or pq.ParquetWriter(partial, table.schema)
-                    writer.write_table(table)
-                    if len(rows):
-                        write_frame(conn, predictions, rows)
+                # Database writes run on a background thread while the next chunk is scored.
+                background = BackgroundWriter(conn, depth=1)
+                try:
+                    for chunk in read_chunks(
+                        raw_file.url,
+                        chunk_size=settings.ingest.chunk_size,
+                        encoding=settings.ingest.encoding,
+                        on_bytes=progress.advance if progress else None,
+                    ):
+                        table, rows = _score_chunk(bundle, chunk, run, name, version, started_at)
+                        writer = writer or pq.ParquetWriter(partial, table.schema)
+                        writer.write_table(table)
+                        if len(rows):
+                            background.submit(_writes(rows))
+                finally:
+                    background.close()
                 if writer is not None:
                     writer.close()
                     writer = None
@@ -157,6 +162,13 @@ def score_file(
     return run
 
 
+def _writes(rows: pd.DataFrame) -> Any:
+    def write(conn: sa.Connection) -> None:
+        write_frame(conn, predictions, rows)
+
+    return write
+
+
 def _score_chunk(
     bundle: ScoringBundle,
     chunk: pd.DataFrame,
@@ -167,7 +179,8 @@ def _score_chunk(
 ) -> tuple[pa.Table, pd.DataFrame]:
     out, features = bundle.predict_with_features(chunk)
     out.index = chunk.index
-    ids = [uuid.uuid5(_IDS, f"{run.input_hash}:{version}:{row}").hex for row in chunk.index]
+    # Deterministic ids: the run id (input hash + model version) and the source row.
+    ids = [f"{run.scoring_run_id[:20]}{row:012x}" for row in chunk.index]
     out.insert(0, "prediction_id", ids)
     out.insert(1, "source_row", chunk.index.to_numpy())
     out["reasons"] = out["reasons"].map(lambda r: json.dumps(r) if isinstance(r, list) else None)

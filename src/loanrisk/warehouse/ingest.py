@@ -144,7 +144,7 @@ def _ingest_file(
             ).scalar_one()
             result.batch_id = batch_id
             seen: set[str] = set()
-            writer = _BackgroundWriter(conn)
+            writer = BackgroundWriter(conn)
             try:
                 for raw in _chunks(raw_file, options, progress):
                     jobs = _prepare_chunk(
@@ -232,7 +232,7 @@ def _prepare_chunk(
     return [write_bronze_and_rejects, write_silver_and_gold]
 
 
-class _BackgroundWriter:
+class BackgroundWriter:
     """Runs database writes on one thread, in order, while the next chunk is parsed.
 
     The connection is used by this thread only until ``close``; the first error stops
