@@ -49,7 +49,7 @@ RAW = textwrap.dedent("""
     model = mlflow.pyfunc.load_model("models:/loan_default_model@production")
     bundle = model.unwrap_python_model().bundle
     started, rows = time.perf_counter(), 0
-    for chunk in read_chunks(sys.argv[2], chunk_size=50_000):
+    for chunk in read_chunks(sys.argv[2], chunk_size=20_000):  # as loanrisk score
         rows += len(bundle.predict(chunk))
     print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started}))
 """)

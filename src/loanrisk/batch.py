@@ -116,7 +116,7 @@ def score_file(
                 try:
                     for chunk in read_chunks(
                         raw_file.url,
-                        chunk_size=settings.ingest.chunk_size,
+                        chunk_size=settings.ingest.scoring_chunk_size,
                         encoding=settings.ingest.encoding,
                         on_bytes=progress.advance if progress else None,
                     ):
@@ -192,7 +192,9 @@ def _score_chunk(
     if not valid.any():
         return table, pd.DataFrame()
     scored = out[valid]
-    inputs = chunk[valid].to_json(orient="records", lines=True).splitlines()
+    # The application as sent: the fields the model takes (not outcome columns of the file).
+    fields = [c for c in chunk.columns if c in bundle.input_fields()]
+    inputs = chunk.loc[valid, fields].to_json(orient="records", lines=True).splitlines()
     features.index = chunk.index[features.index.to_numpy()]
     feature_json = features.loc[scored.index].to_json(orient="records", lines=True).splitlines()
     rows = pd.DataFrame(

@@ -526,7 +526,12 @@ def score_command(
     output: Annotated[
         Path | None, typer.Option(help="Folder for the Parquet output (default <home>/scores).")
     ] = None,
-    chunk_size: Annotated[int | None, typer.Option(help="Rows per chunk.")] = None,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Rows per chunk [env: LOANRISK_INGEST__SCORING_CHUNK_SIZE; default 20000]"
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Score a file with the @production model: Parquet output + predictions rows.
@@ -538,7 +543,7 @@ def score_command(
 
     settings = _settings(ctx)
     if chunk_size is not None:
-        settings.ingest.chunk_size = chunk_size
+        settings.ingest.scoring_chunk_size = chunk_size
     try:
         with _progress(disable=as_json, bytes_=True) as bar:
             run = score_file(settings, source, output_dir=output, progress=_IngestBar(bar))

@@ -38,6 +38,12 @@ class IngestSettings(BaseModel):
         default=50_000, ge=100, le=2_000_000, description="Rows read, parsed and written at a time."
     )
     encoding: str = Field(default="utf-8", description="Text encoding of CSV input files.")
+    scoring_chunk_size: int = Field(
+        default=20_000,
+        ge=100,
+        le=2_000_000,
+        description="Rows scored at a time by 'loanrisk score' (bounds its memory).",
+    )
 
 
 class MlflowSettings(BaseModel):

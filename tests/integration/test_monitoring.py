@@ -65,7 +65,7 @@ def count(settings: Settings, table: str) -> int:
 def test_scoring_is_streamed_logged_and_idempotent(monitored, tmp_path):
     settings, folder = monitored
     settings = copy_home(settings, tmp_path / "home")
-    settings.ingest.chunk_size = 1_000
+    settings.ingest.scoring_chunk_size = 1_000
     run = score_file(settings, str(folder / "same.csv"))
     assert run.rows_in == 5_000 and run.rows_scored + run.rows_invalid == 5_000
     assert run.rows_invalid > 0  # the generator's dirty rows are refused, not scored

@@ -22,7 +22,7 @@ from loanrisk.modeling.estimators import Candidate
 from loanrisk.modeling.evaluate import Calibrator, assign_grades
 from loanrisk.modeling.fastpath import FastScorer
 from loanrisk.modeling.features import FeatureSpec, model_frame
-from loanrisk.profiles.model import Profile
+from loanrisk.profiles.model import Profile, Role
 
 OUTPUT_COLUMNS = ["loan_id", "pd", "default_class", "decision", "grade", "reasons", "error"]
 
@@ -41,6 +41,18 @@ class ScoringBundle:
     # A sample of training model inputs with their PDs: monitoring's reference.
     reference: pd.DataFrame | None = None
 
+    def input_fields(self) -> set[str]:
+        """Raw field names the model reads (headers and aliases, as in source files)."""
+        fields = self.__dict__.get("_fields")
+        if fields is None:
+            fields = self.__dict__["_fields"] = {
+                raw
+                for name, spec in self.profile.columns.items()
+                if spec.role not in (Role.LEAKAGE, Role.TARGET)
+                for raw in (name, *spec.aliases)
+            }
+        return fields
+
     def fast(self) -> FastScorer:
         """The compiled dict -> vector path (built once per loaded model)."""
         scorer = self.__dict__.get("_fast")
@@ -49,7 +61,7 @@ class ScoringBundle:
         return scorer
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_fast"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "_fields")}
 
     def score_features(self, gold: pd.DataFrame) -> np.ndarray:
         """Calibrated PDs for gold-shaped rows (features already built)."""
