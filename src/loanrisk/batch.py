@@ -8,10 +8,12 @@ version, so scoring the same input with the same model again adds nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,12 +26,13 @@ import sqlalchemy as sa
 
 from loanrisk import registry
 from loanrisk.config import Settings
-from loanrisk.constants import Alias
+from loanrisk.constants import LABEL, LOAN_ID, Alias, Table
 from loanrisk.data.readers import describe, expand_sources, read_chunks
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.package import ScoringBundle
 from loanrisk.pipeline import open_warehouse
 from loanrisk.warehouse.bulk import write_frame
+from loanrisk.warehouse.engine import make_engine
 from loanrisk.warehouse.ingest import BackgroundWriter, Progress
 from loanrisk.warehouse.schema import predictions, scoring_runs
 
@@ -77,18 +80,27 @@ def score_file(
     output_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> ScoringRun:
-    """Score every row of ``source`` with the @production model."""
-    files = expand_sources([source])
-    if len(files) != 1:
-        raise LoanriskError(f"{source}: score one file at a time ({len(files)} matched)")
-    raw_file = describe(files[0])
+    """Score every row of ``source`` with the @production model.
+
+    ``source`` is a file (any format ``ingest`` reads, local or fsspec URL) or
+    ``warehouse:unlabelled``: the silver loans that have no outcome yet.
+    """
     version, bundle = load_bundle(settings)
     name = settings.mlflow.model_name
-    run_id = uuid.uuid5(_IDS, f"{raw_file.content_hash}:{name}:{version}").hex
+    warehouse = open_warehouse(settings)
+    try:
+        label, content_hash, size, chunks = _resolve_input(
+            settings, source, warehouse.engine, bundle
+        )
+    except BaseException:
+        warehouse.engine.dispose()
+        raise
+    warehouse.engine.dispose()
+    run_id = uuid.uuid5(_IDS, f"{content_hash}:{name}:{version}").hex
     run = ScoringRun(
         scoring_run_id=run_id,
-        input=raw_file.url,
-        input_hash=raw_file.content_hash,
+        input=label,
+        input_hash=content_hash,
         model_version=version,
     )
     warehouse = open_warehouse(settings)
@@ -107,19 +119,14 @@ def score_file(
         partial = output.with_suffix(".parquet.part")
         started_at, started = datetime.now(UTC), time.perf_counter()
         if progress is not None:
-            progress.start(raw_file.url, raw_file.size)
+            progress.start(label, size)
         writer: pq.ParquetWriter | None = None
         try:
             with warehouse.engine.begin() as conn:
                 # Database writes run on a background thread while the next chunk is scored.
                 background = BackgroundWriter(conn, depth=1)
                 try:
-                    for chunk in read_chunks(
-                        raw_file.url,
-                        chunk_size=settings.ingest.scoring_chunk_size,
-                        encoding=settings.ingest.encoding,
-                        on_bytes=progress.advance if progress else None,
-                    ):
+                    for chunk in chunks(progress.advance if progress else None):
                         table, rows = _score_chunk(bundle, chunk, run, name, version, started_at)
                         writer = writer or pq.ParquetWriter(partial, table.schema)
                         writer.write_table(table)
@@ -135,8 +142,8 @@ def score_file(
                 conn.execute(
                     sa.insert(scoring_runs).values(
                         scoring_run_id=run_id,
-                        input=raw_file.url,
-                        input_hash=raw_file.content_hash,
+                        input=label,
+                        input_hash=content_hash,
                         model_name=name,
                         model_version=version,
                         rows_in=run.rows_in,
@@ -160,6 +167,54 @@ def score_file(
     run.rows_per_second = round(run.rows_in / run.seconds, 1) if run.seconds else 0.0
     (folder / "latest.json").write_text(json.dumps(run.as_dict(), indent=2))
     return run
+
+
+WAREHOUSE_UNLABELLED = "warehouse:unlabelled"
+Chunks = Callable[[Callable[[int], None] | None], Iterator[pd.DataFrame]]
+
+
+def _resolve_input(
+    settings: Settings, source: str, engine: sa.Engine, bundle: ScoringBundle
+) -> tuple[str, str, int, Chunks]:
+    """(label, content hash, size for the progress bar, chunk reader) of a scoring input."""
+    size = settings.ingest.scoring_chunk_size
+    if source == WAREHOUSE_UNLABELLED:
+        unlabelled = f"FROM {Table.SILVER} WHERE {LABEL} IS NULL ORDER BY {LOAN_ID}"
+        query = f"SELECT * {unlabelled}"
+        with engine.connect() as conn:
+            ids = [r[0] for r in conn.execute(sa.text(f"SELECT {LOAN_ID} {unlabelled}"))]
+        if not ids:
+            raise LoanriskError("the warehouse has no unlabelled loans to score")
+        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()
+        id_column = bundle.profile.id.column or LOAN_ID
+
+        def from_warehouse(on_rows: Callable[[int], None] | None) -> Iterator[pd.DataFrame]:
+            reader = make_engine(settings.warehouse_url)
+            first = 1
+            try:
+                with reader.connect() as conn:
+                    for frame in pd.read_sql_query(sa.text(query), conn, chunksize=size):
+                        frame = frame.rename(columns={LOAN_ID: id_column})
+                        frame.index = pd.RangeIndex(first, first + len(frame))
+                        first += len(frame)
+                        if on_rows is not None:
+                            on_rows(len(frame))
+                        yield frame
+            finally:
+                reader.dispose()
+
+        return WAREHOUSE_UNLABELLED, digest, len(ids), from_warehouse
+    files = expand_sources([source])
+    if len(files) != 1:
+        raise LoanriskError(f"{source}: score one file at a time ({len(files)} matched)")
+    raw_file = describe(files[0])
+
+    def from_file(on_bytes: Callable[[int], None] | None) -> Iterator[pd.DataFrame]:
+        yield from read_chunks(
+            raw_file.url, chunk_size=size, encoding=settings.ingest.encoding, on_bytes=on_bytes
+        )
+
+    return raw_file.url, raw_file.content_hash, raw_file.size, from_file
 
 
 def _writes(rows: pd.DataFrame) -> Any:

@@ -23,8 +23,9 @@ def test_drift_report_renders(browser, served_home, tmp_path):  # noqa: F811
     shutil.copytree(settings.home, home)
     copy = get_settings(home=home)
     applications = tmp_path / "applications.csv"
-    write_generated(GeneratorConfig(rows=3_000, start="2015-02", months=1, seed=12, drift=1.0),
-                    applications)
+    write_generated(
+        GeneratorConfig(rows=3_000, start="2015-02", months=1, seed=12, drift=1.0), applications
+    )
     score_file(copy, str(applications))
     result = monitor(copy, days=1)
     errors: list[str] = []

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 from sklearn.metrics import roc_auc_score
 
 from loanrisk.batch import latest_run, score_file
@@ -143,3 +144,46 @@ def test_monitoring_needs_predictions_and_metrics_export(monitored, tmp_path):
     )
     assert float(line.split()[-1]) == pytest.approx(result.drifted_share)
     assert "loanrisk_monitoring_score_psi " in metrics
+
+
+def test_scoring_the_warehouse_unlabelled_loans(monitored, tmp_path):
+    settings, _ = monitored
+    settings = copy_home(settings, tmp_path / "home")
+    unlabelled = count(settings, "silver_loans WHERE label IS NULL")
+    assert unlabelled > 0
+    run = score_file(settings, "warehouse:unlabelled")
+    assert run.input == "warehouse:unlabelled"
+    assert run.rows_in == unlabelled and run.rows_scored == unlabelled
+    assert score_file(settings, "warehouse:unlabelled").skipped
+
+
+def test_alerts_post_to_the_webhook(monitored, tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings, folder = monitored
+    settings = copy_home(settings, tmp_path / "home")
+    settings.monitoring.webhook_url = SecretStr(f"http://127.0.0.1:{server.server_port}/hook")
+    try:
+        score_file(settings, str(folder / "drifted.csv"))
+        result = monitor(settings, days=1)
+    finally:
+        server.shutdown()
+    assert result.retrain_recommended
+    assert len(received) == 1 and received[0]["retrain_recommended"] is True
+    assert "drift" in received[0]["text"] and "fico_range_low" in received[0]["text"]
