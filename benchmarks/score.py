@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from common import train_and_promote
 
 HERE = Path(__file__).resolve().parent
 LOANRISK = str(Path(sys.executable).with_name("loanrisk"))
@@ -104,28 +105,7 @@ def main() -> None:
             hide_password=False
         )
     try:
-        history = tmp / "history.csv"
-        for step in (
-            [
-                "generate",
-                "--rows",
-                "60000",
-                "--start",
-                "2014-01",
-                "--months",
-                "18",
-                "--as-of",
-                "2020-01",
-                "--seed",
-                "9",
-                "--out",
-                str(history),
-            ],
-            ["ingest", str(history)],
-            ["train", "--trials", "0", "--candidates", "lightgbm"],
-            ["promote"],
-        ):
-            subprocess.run([LOANRISK, *step, "--json"], env=env, check=True, capture_output=True)
+        train_and_promote(env, tmp / "history.csv")
         tracking = f"sqlite:///{(tmp / 'home' / 'mlflow.db').resolve()}"
         raw_out, raw_wall, raw_peak = timed(
             [sys.executable, "-c", RAW, tracking, str(source)], env, tmp

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
+from common import train_and_promote
 
 LOANRISK = str(Path(sys.executable).with_name("loanrisk"))
 BIN = str(Path(sys.executable).parent)
@@ -155,28 +156,7 @@ def main() -> None:
     processes: list[subprocess.Popen] = []
     try:
         loans = tmp / "loans.csv"
-        steps = [
-            [
-                "generate",
-                "--rows",
-                "60000",
-                "--start",
-                "2014-01",
-                "--months",
-                "18",
-                "--as-of",
-                "2020-01",
-                "--seed",
-                "9",
-                "--out",
-                str(loans),
-            ],
-            ["ingest", str(loans)],
-            ["train", "--trials", "0", "--candidates", "lightgbm"],
-            ["promote"],
-        ]
-        for step in steps:
-            subprocess.run([LOANRISK, *step, "--json"], env=env, check=True, capture_output=True)
+        train_and_promote(env, loans)
         print("trained and promoted a LightGBM model on 60,000 generated loans")
 
         import pandas as pd
