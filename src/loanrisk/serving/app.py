@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.application_model = application
     app.state.models = ModelHolder(settings)
     app.state.metrics = ServiceMetrics()
+    app.state.ids = random.Random(random.SystemRandom().getrandbits(128))  # per process
     app.state.prediction_log = PredictionLog(
         warehouse.engine,
         settings.spool_dir,

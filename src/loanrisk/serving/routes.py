@@ -7,8 +7,8 @@ application model in the endpoint signature at definition time.)
 import io
 import json
 import math
+import random
 import time
-import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ from loanrisk.serving.schemas import (
     OutcomeOut,
     PredictResponse,
 )
-from loanrisk.serving.security import Outcomes, Predict, Read
+from loanrisk.serving.security import Outcomes, Predict, Read, check
 from loanrisk.warehouse.schema import outcomes, predictions
 
 
@@ -38,6 +38,12 @@ class ScoringError(Exception):
     def __init__(self, problems: list[dict[str, Any]]) -> None:
         super().__init__("invalid applications")
         self.problems = problems
+
+
+def _new_id(request: Request) -> str:
+    """A random 128-bit id in hex (unique, not a secret; no system call per id)."""
+    ids: random.Random = request.app.state.ids
+    return f"{ids.getrandbits(128):032x}"
 
 
 def current_model(request: Request) -> LoadedModel:
@@ -61,12 +67,12 @@ def score(
     if bad:
         raise ScoringError(bad)
     elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(records), 1)
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    request_id = request.headers.get("x-request-id") or _new_id(request)
     now = datetime.now(UTC)
     metrics = request.app.state.metrics
     answers, rows = [], []
     for record, result in zip(records, results, strict=True):
-        prediction_id = uuid.uuid4().hex
+        prediction_id = _new_id(request)
         client_id = record.get("client_id")
         answers.append(
             {
@@ -148,12 +154,14 @@ def build_router(application: type[BaseModel]) -> APIRouter:
         openapi_extra={"requestBody": body_schema},
         tags=["scoring"],
     )
-    async def predict(request: Request, _key: Predict) -> Response:
+    async def predict(request: Request) -> Response:
         """PD, decision, grade and reasons per application; each answer is logged with the
         model version that produced it. Send one application object or a list.
 
         The body is parsed here rather than by FastAPI's body machinery: it is the hot
         path, and errors name each field as `["body", index, field]`."""
+        # The key is checked here, not through a FastAPI dependency: cheaper on the hot path.
+        check(request, request.app.state.settings, "predict")
         try:
             payload = json.loads(await request.body())
         except json.JSONDecodeError as exc:
