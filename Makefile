@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP)  ## generate + ingest; also: benchmarks/train.py, serve.py, score.py
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/ingest.py
 
