@@ -69,7 +69,7 @@ def load_bundle(settings: Settings, alias: str = Alias.PRODUCTION) -> tuple[str,
             f"no version of {settings.mlflow.model_name} is @{alias}: "
             "train and promote a model first"
         )
-    bundle: ScoringBundle = registry.load(settings, version.version).unwrap_python_model().bundle
+    bundle: ScoringBundle = registry.load_bundle(settings, version.version)
     return version.version, bundle
 
 

@@ -16,7 +16,7 @@ from loanrisk.config import Settings
 from loanrisk.constants import LABEL, VINTAGE, Alias
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.evaluate import expected_calibration_error
-from loanrisk.registry import RegistryError, VersionInfo
+from loanrisk.registry import RegistryError
 
 
 @dataclass
@@ -195,6 +195,3 @@ def _check(text: str, passed: bool, value: float) -> dict[str, Any]:
 
 def _stamp() -> dict[str, str]:
     return {"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": getpass.getuser()}
-
-
-__all__ = ["PromotionResult", "VersionInfo", "evaluation_window", "promote", "rollback"]

@@ -122,6 +122,11 @@ def load(settings: Settings, version: str) -> Any:
         raise RegistryError(f"cannot load version {version}: {exc.message}") from exc
 
 
+def load_bundle(settings: Settings, version: str) -> Any:
+    """The version's ``ScoringBundle`` (everything from raw fields to the decision)."""
+    return load(settings, version).unwrap_python_model().bundle
+
+
 def _info(version: ModelVersion, aliases: list[str] | None = None) -> VersionInfo:
     return VersionInfo(
         version=str(version.version),

@@ -68,18 +68,24 @@ def monitor(
     settings: Settings, *, days: float | None = None, until: datetime | None = None
 ) -> MonitorResult:
     """Compare the last ``days`` of predictions with the production model's reference."""
+    warehouse = open_warehouse(settings)
+    try:
+        return _monitor(settings, warehouse.engine, days=days, until=until)
+    finally:
+        warehouse.engine.dispose()
+
+
+def _monitor(
+    settings: Settings, engine: sa.Engine, *, days: float | None, until: datetime | None
+) -> MonitorResult:
     options = settings.monitoring
     end = until or datetime.now(UTC)
     start = end - timedelta(days=days if days is not None else options.window_days)
     version, bundle = load_bundle(settings)
     if bundle.reference is None:
         raise LoanriskError(f"model version {version} has no reference sample; retrain it")
-    warehouse = open_warehouse(settings)
-    try:
-        current, scored = _current(warehouse.engine, start, end, options.max_rows)
-        performance = _performance(warehouse.engine, start, end, options.min_outcomes)
-    finally:
-        warehouse.engine.dispose()
+    current, scored = _current(engine, start, end, options.max_rows)
+    performance = _performance(engine, start, end, options.min_outcomes)
     if current.empty:
         raise LoanriskError(
             f"no predictions between {start:%Y-%m-%d %H:%M} and "
@@ -133,30 +139,26 @@ def monitor(
     )
     _judge(result, settings)
     Path(result.summary_json).write_text(json.dumps(result.as_dict(), indent=2, default=str))
-    warehouse = open_warehouse(settings)
-    try:
-        with warehouse.engine.begin() as conn:
-            conn.execute(
-                sa.insert(monitoring_runs).values(
-                    monitoring_run_id=run_id,
-                    model_name=settings.mlflow.model_name,
-                    model_version=version,
-                    window_start=start,
-                    window_end=end,
-                    rows_current=result.rows_current,
-                    rows_reference=result.rows_reference,
-                    drifted_share=result.drifted_share,
-                    score_psi=score_psi,
-                    realised_auc=(performance or {}).get("auc"),
-                    outcomes=(performance or {}).get("outcomes", 0),
-                    retrain_recommended=result.retrain_recommended,
-                    summary=json.dumps(result.as_dict(), default=str),
-                    report=result.report_html,
-                    created_at=datetime.now(UTC),
-                )
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(monitoring_runs).values(
+                monitoring_run_id=run_id,
+                model_name=settings.mlflow.model_name,
+                model_version=version,
+                window_start=start,
+                window_end=end,
+                rows_current=result.rows_current,
+                rows_reference=result.rows_reference,
+                drifted_share=result.drifted_share,
+                score_psi=score_psi,
+                realised_auc=(performance or {}).get("auc"),
+                outcomes=(performance or {}).get("outcomes", 0),
+                retrain_recommended=result.retrain_recommended,
+                summary=json.dumps(result.as_dict(), default=str),
+                report=result.report_html,
+                created_at=datetime.now(UTC),
             )
-    finally:
-        warehouse.engine.dispose()
+        )
     _alert(result, settings)
     return result
 

@@ -51,8 +51,7 @@ class LoadedModel:
 def load_version(settings: Settings, version: str, alias: str) -> LoadedModel:
     """Load, prepare for single-row scoring, and warm up one registered version."""
     info = registry.get(settings, version)
-    pyfunc = registry.load(settings, version)
-    bundle: ScoringBundle = pyfunc.unwrap_python_model().bundle
+    bundle: ScoringBundle = registry.load_bundle(settings, version)
     bundle.candidate.for_serving()
     scorer = bundle.fast()
     scorer.score([{}])  # compiles lazily-built pieces before the first request

@@ -28,7 +28,6 @@ from loanrisk.data.build import build_features
 from loanrisk.data.parsers import to_arrow_text
 from loanrisk.data.readers import RawFile, describe, expand_sources, read_chunks, read_header
 from loanrisk.data.refine import check_columns, drop_duplicate_ids, refine
-from loanrisk.errors import InputFileError
 from loanrisk.profiles.model import Profile
 from loanrisk.warehouse.bulk import upsert_frame, write_frame
 from loanrisk.warehouse.schema import (
@@ -353,15 +352,3 @@ def warehouse_status(engine: sa.Engine) -> WarehouseStatus:
         reconciled=not problems,
         problems=problems,
     )
-
-
-__all__ = [
-    "BatchResult",
-    "IngestOptions",
-    "InputFileError",
-    "Progress",
-    "WarehouseStatus",
-    "bronze_payload",
-    "ingest",
-    "warehouse_status",
-]
