@@ -30,9 +30,8 @@ from loanrisk.constants import LABEL, LOAN_ID, Alias, Table
 from loanrisk.data.readers import describe, expand_sources, read_chunks
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.package import ScoringBundle
-from loanrisk.pipeline import open_warehouse
 from loanrisk.warehouse.bulk import write_frame
-from loanrisk.warehouse.engine import make_engine
+from loanrisk.warehouse.engine import make_engine, open_warehouse
 from loanrisk.warehouse.ingest import BackgroundWriter, Progress
 from loanrisk.warehouse.schema import predictions, scoring_runs
 

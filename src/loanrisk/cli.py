@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -25,9 +27,18 @@ from rich.table import Table
 from loanrisk import __version__, registry
 from loanrisk.config import Settings, get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
-from loanrisk.errors import LoanriskError
+from loanrisk.errors import LoanriskError, NothingToDo
 from loanrisk.logs import configure_logging
-from loanrisk.pipeline import run_ingest, run_promote, run_status, run_train
+from loanrisk.pipeline import (
+    PipelineHooks,
+    PipelineResult,
+    StepResult,
+    run_ingest,
+    run_pipeline,
+    run_promote,
+    run_status,
+    run_train,
+)
 from loanrisk.profiles import builtin_profiles, load_profile
 from loanrisk.promotion import rollback
 
@@ -65,6 +76,41 @@ def _fail(message: str) -> typer.Exit:
 
 def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _skipped(exc: NothingToDo, as_json: bool) -> typer.Exit:
+    """Nothing new to do is a success: say why (schedulers read ``skipped`` in --json)."""
+    if as_json:
+        _emit_json({"skipped": True, "note": str(exc)})
+    else:
+        out.print(f"skipped: {exc}", highlight=False)
+    return typer.Exit(code=0)
+
+
+# Exit codes a scheduler can branch on (documented in the README and used by the DAGs).
+EXIT_ERROR = 1  # bad input or state: retrying will not help
+EXIT_REFUSED = 3  # promotion refused by the gates
+EXIT_DRIFT = 4
+EXIT_PERFORMANCE = 5
+EXIT_RETRYABLE = 75  # infrastructure unreachable (database, MLflow server): retry later
+
+
+def run() -> None:
+    """Console entry point: the Typer app, with infrastructure failures mapped to exit 75."""
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    try:
+        app()
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, ConnectionError) as exc:
+        err.print(f"[bold red]infrastructure error (retryable):[/] {exc}", highlight=False)
+        sys.exit(EXIT_RETRYABLE)
+    except MlflowException as exc:
+        text = str(exc)
+        if "Max retries exceeded" in text or "Connection refused" in text:
+            err.print(f"[bold red]MLflow unreachable (retryable):[/] {text}", highlight=False)
+            sys.exit(EXIT_RETRYABLE)
+        raise
 
 
 @app.callback()
@@ -335,6 +381,12 @@ def train_command(
     valid_months: Annotated[
         int | None, typer.Option(help="Months before test for validation.")
     ] = None,
+    if_new_data: Annotated[
+        bool,
+        typer.Option(
+            "--if-new-data", help="Skip (exit 0) when gold is unchanged since the newest version."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Train LR, XGBoost and LightGBM on gold, out of time; register the best at @staging.
@@ -359,7 +411,10 @@ def train_command(
             progress=None
             if as_json
             else (lambda message: err.print(f"[dim]{message}[/]", highlight=False)),
+            if_new_data=if_new_data,
         )
+    except NothingToDo as exc:
+        raise _skipped(exc, as_json) from None
     except LoanriskError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
@@ -367,6 +422,10 @@ def train_command(
         return
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    _print_candidates(result.as_dict())
+
+
+def _print_candidates(result: Any) -> None:
     table = Table(
         "candidate",
         "valid AUC",
@@ -379,13 +438,13 @@ def train_command(
         "F1",
         "threshold",
         "seconds",
-        title=f"training run {result.run_id}",
+        title=f"training run {result['run_id']}",
     )
-    for r in result.candidates:
-        t = r.test
+    for r in result["candidates"]:
+        t = r["test"]
         table.add_row(
-            ("* " if r.name == result.winner else "  ") + r.name,
-            f"{r.valid_auc:.4f}",
+            ("* " if r["name"] == result["winner"] else "  ") + r["name"],
+            f"{r['valid_auc']:.4f}",
             f"{t['auc']:.4f}",
             f"{t['gini']:.4f}",
             f"{t['ks']:.4f}",
@@ -393,17 +452,19 @@ def train_command(
             f"{t['brier']:.4f}",
             f"{t['ece']:.4f}",
             f"{t['f1']:.4f}",
-            f"{r.threshold:.4f}",
-            f"{r.seconds:.0f}",
+            f"{r['threshold']:.4f}",
+            f"{r['seconds']:.0f}",
         )
     out.print(table)
-    split = result.split
+    split = result["split"]
     out.print(
         f"split {split['split']}: train {split['train_rows']:,} ({split['train_window']}), "
         f"validation {split['valid_rows']:,} ({split['valid_window']}), "
         f"test {split['test_rows']:,} ({split['test_window']})"
     )
-    out.print(f"registered {result.winner} as version {result.version} -> {result.model_uri}")
+    out.print(
+        f"registered {result['winner']} as version {result['version']} -> {result['model_uri']}"
+    )
 
 
 @app.command()
@@ -453,6 +514,13 @@ def promote_command(
         bool, typer.Option(help="Promote even if a gate fails (needs --reason).")
     ] = False,
     reason: Annotated[str | None, typer.Option(help="Why; recorded on the version.")] = None,
+    if_new: Annotated[
+        bool,
+        typer.Option(
+            "--if-new",
+            help="Skip (exit 0) when @staging is missing, already @production or was refused.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Promote the challenger to @production if it passes the gates.
@@ -462,7 +530,11 @@ def promote_command(
     tolerance (LOANRISK_PROMOTION__*). Exit code 3 when refused.
     """
     try:
-        result = run_promote(_settings(ctx), version=version, force=force, reason=reason)
+        result = run_promote(
+            _settings(ctx), version=version, force=force, reason=reason, if_new=if_new
+        )
+    except NothingToDo as exc:
+        raise _skipped(exc, as_json) from None
     except LoanriskError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
@@ -496,7 +568,7 @@ def promote_command(
         verdict = "promoted" if result.promoted else "not promoted"
         out.print(f"version {result.challenger} {verdict}: {result.reason}")
     if not result.promoted:
-        raise typer.Exit(code=3)
+        raise typer.Exit(code=EXIT_REFUSED)
 
 
 @app.command("rollback")
@@ -521,7 +593,10 @@ def score_command(
     ctx: typer.Context,
     source: Annotated[
         str,
-        typer.Argument(help="A file of applications (CSV, CSV.gz, Parquet; local or fsspec URL)."),
+        typer.Argument(
+            help="A file of applications (CSV, CSV.gz, Parquet; local or fsspec URL), a local "
+            "folder of such files (each scored once), or 'warehouse:unlabelled'."
+        ),
     ],
     output: Annotated[
         Path | None, typer.Option(help="Folder for the Parquet output (default <home>/scores).")
@@ -540,25 +615,37 @@ def score_command(
     not scored twice. Leaves <home>/scores/latest.json for monitoring.
     """
     from loanrisk.batch import score_file
+    from loanrisk.pipeline import run_score_folder
 
     settings = _settings(ctx)
     if chunk_size is not None:
         settings.ingest.scoring_chunk_size = chunk_size
     try:
         with _progress(disable=as_json, bytes_=True) as bar:
-            run = score_file(settings, source, output_dir=output, progress=_IngestBar(bar))
+            if Path(source).is_dir():
+                runs = run_score_folder(settings, Path(source), progress=_IngestBar(bar))
+            else:
+                runs = [score_file(settings, source, output_dir=output, progress=_IngestBar(bar))]
+    except NothingToDo as exc:
+        raise _skipped(exc, as_json) from None
     except LoanriskError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
-        _emit_json(run.as_dict())
+        _emit_json(runs[0].as_dict() if not Path(source).is_dir() else [r.as_dict() for r in runs])
         return
-    if run.skipped:
-        out.print(f"skipped: {run.note}; 0 rows added ({run.output})")
+    for run in runs:
+        _print_scoring(run.as_dict())
+
+
+def _print_scoring(run: dict[str, Any]) -> None:
+    if run["skipped"]:
+        out.print(f"skipped: {run['note']}; 0 rows added ({run['output']})")
         return
     out.print(
-        f"scored {run.rows_scored:,} of {run.rows_in:,} rows with version "
-        f"{run.model_version} in {run.seconds:.1f}s ({run.rows_per_second:,.0f} rows/s); "
-        f"{run.rows_invalid:,} invalid; output {run.output}"
+        f"scored {run['rows_scored']:,} of {run['rows_in']:,} rows of {Path(run['input']).name} "
+        f"with version {run['model_version']} in {run['seconds']:.1f}s "
+        f"({run['rows_per_second']:,.0f} rows/s); {run['rows_invalid']:,} invalid; "
+        f"output {run['output']}"
     )
 
 
@@ -595,6 +682,13 @@ def monitor_command(
     fail_on: Annotated[
         str | None, typer.Option(help="Exit 4 on 'drift', 5 on 'performance' (or 'any').")
     ] = None,
+    if_new: Annotated[
+        bool,
+        typer.Option(
+            "--if-new",
+            help="Skip (exit 0) when no prediction or outcome arrived since the last run.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Drift (Evidently, PSI) and realised performance of recent predictions vs training.
@@ -602,7 +696,7 @@ def monitor_command(
     Writes an HTML report and a JSON summary under <home>/reports and a monitoring_runs row;
     alerts go to the log and LOANRISK_MONITORING__WEBHOOK_URL.
     """
-    from loanrisk.monitoring.monitor import monitor
+    from loanrisk.pipeline import run_monitor
 
     try:
         amount, unit = float(window[:-1]), window[-1]
@@ -612,34 +706,40 @@ def monitor_command(
     if fail_on not in (None, "drift", "performance", "any"):
         raise _fail("--fail-on must be drift, performance or any")
     try:
-        result = monitor(_settings(ctx), days=days)
+        result = run_monitor(_settings(ctx), days=days, if_new=if_new)
+    except NothingToDo as exc:
+        raise _skipped(exc, as_json) from None
     except LoanriskError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
         _emit_json(result.as_dict())
     else:
-        perf = result.performance or {}
-        auc = perf.get("auc")
-        out.print(
-            f"model v{result.model_version}: {result.rows_current:,} predictions vs "
-            f"{result.rows_reference:,} training rows"
-        )
-        out.print(
-            f"drifted inputs: {len(result.drifted_features)} "
-            f"({result.drifted_share:.0%}) {', '.join(result.drifted_features)}"
-        )
-        out.print(f"PD score PSI {result.score_psi:.3f} ({result.score_psi_band})")
-        out.print(
-            "realised: "
-            + (f"AUC {auc:.3f} on {perf['outcomes']:,} outcomes" if auc else "no outcomes yet")
-        )
-        verdict = "[red]retrain recommended[/]" if result.retrain_recommended else "[green]ok[/]"
-        out.print(f"verdict: {verdict}; " + ("; ".join(result.alerts) or "no alert"))
-        out.print(f"report {result.report_html}")
+        _print_monitoring(result.as_dict())
     if fail_on in ("drift", "any") and result.drift_alert:
-        raise typer.Exit(code=4)
+        raise typer.Exit(code=EXIT_DRIFT)
     if fail_on in ("performance", "any") and result.performance_alert:
-        raise typer.Exit(code=5)
+        raise typer.Exit(code=EXIT_PERFORMANCE)
+
+
+def _print_monitoring(result: dict[str, Any]) -> None:
+    perf = result["performance"] or {}
+    auc = perf.get("auc")
+    out.print(
+        f"model v{result['model_version']}: {result['rows_current']:,} predictions vs "
+        f"{result['rows_reference']:,} training rows"
+    )
+    drifted = result["drifted_features"]
+    out.print(
+        f"drifted inputs: {len(drifted)} ({result['drifted_share']:.0%}) {', '.join(drifted)}"
+    )
+    out.print(f"PD score PSI {result['score_psi']:.3f} ({result['score_psi_band']})")
+    out.print(
+        "realised: "
+        + (f"AUC {auc:.3f} on {perf['outcomes']:,} outcomes" if auc else "no outcomes yet")
+    )
+    verdict = "[red]retrain recommended[/]" if result["retrain_recommended"] else "[green]ok[/]"
+    out.print(f"verdict: {verdict}; " + ("; ".join(result["alerts"]) or "no alert"))
+    out.print(f"report {result['report_html']}")
 
 
 @app.command()
@@ -765,49 +865,158 @@ def profiles_show(
     )
 
 
+@app.command("pipeline")
+def pipeline_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Run the whole chain: ingest -> train -> promote -> score -> monitor.
+
+    Ingests new files from the landing folder (<home>/landing), trains when gold changed,
+    promotes @staging through the gates, scores new files in <home>/applications and
+    monitors the last 30 days. Each step says why when it skips. Exit 1 when a step fails.
+    """
+    result = _run_pipeline(_settings(ctx), quiet=as_json)
+    if as_json:
+        _emit_json(result.as_dict())
+    if result.failed:
+        raise typer.Exit(code=EXIT_ERROR)
+
+
+def _run_pipeline(settings: Settings, *, quiet: bool) -> PipelineResult:
+    with _progress(disable=quiet, bytes_=True) as bar:
+        hooks = PipelineHooks(
+            on_step=None if quiet else _print_step,
+            on_message=None if quiet else (lambda m: err.print(f"[dim]{m}[/]", highlight=False)),
+            file_progress=_IngestBar(bar),
+        )
+        return run_pipeline(settings, hooks)
+
+
+def _print_step(step: StepResult) -> None:
+    mark = {"ran": "[green]ran[/]", "skipped": "[yellow]skipped[/]", "failed": "[red]failed[/]"}
+    out.print(f"[bold]{step.step}[/] {mark[step.status]} ({step.seconds:.1f}s) {step.note}")
+    if step.status != "ran":
+        return
+    result = step.result
+    if step.step == "ingest":
+        for batch in result["batches"]:
+            if not batch["skipped"]:
+                out.print(
+                    f"  {Path(batch['source']).name}: {batch['rows_bronze']:,} rows -> "
+                    f"{batch['rows_silver_new']:,} new silver, {batch['rows_rejected']:,} "
+                    f"rejected, {batch['rows_gold']:,} gold"
+                )
+    elif step.step == "train":
+        _print_candidates(result)
+    elif step.step == "promote":
+        verdict = "promoted to @production" if result["promoted"] else "refused"
+        out.print(f"  version {result['challenger']} {verdict}: {result['reason']}")
+    elif step.step == "score":
+        for run in result:
+            _print_scoring(run)
+    elif step.step == "monitor":
+        _print_monitoring(result)
+
+
 @app.command()
 def demo(
     ctx: typer.Context,
-    rows: Annotated[int, typer.Option(help="Loans in the generated history.")] = 200_000,
+    rows: Annotated[int, typer.Option(help="Loans in the generated 36-month history.")] = 200_000,
+    applications: Annotated[
+        int, typer.Option(help="New applications in the later, drifted month.")
+    ] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
 ) -> None:
-    """Generate 36 months of loans into <home>/landing and run the data layer end to end.
+    """Generate a history and a drifted month, run the pipeline, print what to do next.
 
-    Safe to run again: the same file is not ingested twice.
+    Everything lives under the home folder: <home>/landing (36 months of loans, 2015-2017,
+    as extracted in 2020), <home>/applications (new applications of 2018-01 from a
+    riskier population), the warehouse, the MLflow store, reports and scores. Running it
+    again is safe: files are not generated, ingested, trained or scored twice.
     """
     settings = _settings(ctx)
-    landing = settings.ensure_home() / "landing"
-    target = landing / f"loans_2015-01_36m_seed{seed}.csv.gz"
     started = time.perf_counter()
+    history = GeneratorConfig(rows=rows, seed=seed, start="2015-01", months=36, as_of="2020-01")
+    drifted = GeneratorConfig(
+        rows=applications, seed=seed + 1, start="2018-01", months=1, drift=1.0, as_of="2018-01"
+    )
+    files = {
+        settings.landing_dir / f"loans_2015-01_36m_seed{seed}.csv.gz": history,
+        settings.applications_dir / f"applications_2018-01_drifted_seed{seed + 1}.csv.gz": drifted,
+    }
     try:
-        if target.exists():
-            out.print(f"using the existing {target}")
-        else:
+        settings.ensure_home()
+        for target, config in files.items():
+            if target.exists():
+                out.print(f"using the existing {target}")
+                continue
             with _progress() as bar:
-                task = bar.add_task("generating", total=rows)
-                write_generated(
-                    GeneratorConfig(rows=rows, seed=seed),
-                    target,
-                    progress=lambda n: bar.advance(task, n),
-                )
-        with _progress(bytes_=True) as bar:
-            results, status_ = run_ingest(settings, [str(target)], progress=_IngestBar(bar))
+                task = bar.add_task(f"generating {target.name}", total=config.rows)
+                write_generated(config, target, progress=functools.partial(bar.advance, task))
     except LoanriskError as exc:
         raise _fail(str(exc)) from exc
-    for r in results:
-        verb = (
-            f"skipped ({r.note})"
-            if r.skipped
-            else (
-                f"{r.rows_bronze:,} rows -> {r.rows_silver_new:,} silver, "
-                f"{r.rows_rejected:,} rejected, {r.rows_gold:,} gold"
-            )
+    result = _run_pipeline(settings, quiet=False)
+    if result.failed:
+        raise typer.Exit(code=EXIT_ERROR)
+    _demo_summary(settings, result, time.perf_counter() - started)
+
+
+def _demo_summary(settings: Settings, result: PipelineResult, seconds: float) -> None:
+    from loanrisk.monitoring.monitor import latest_summary
+    from loanrisk.serving.security import new_key
+    from loanrisk.warehouse.engine import open_warehouse
+
+    home = settings.home.resolve()
+    production = registry.by_alias(settings, "production")
+    warehouse = open_warehouse(settings)
+    try:
+        with warehouse.engine.connect() as conn:
+            scored = conn.execute(
+                sa.text("SELECT count(*), coalesce(sum(rows_scored), 0) FROM scoring_runs")
+            ).one()
+        monitoring = latest_summary(warehouse.engine)
+    finally:
+        warehouse.engine.dispose()
+
+    key_file, env_file = home / "demo-api-key", home / "demo.env"
+    if not key_file.exists() or not env_file.exists():
+        key, digest = new_key()
+        entry = [{"name": "demo", "sha256": digest, "scopes": ["predict", "read", "outcomes"]}]
+        env_file.write_text(
+            f"LOANRISK_HOME={home}\nLOANRISK_SERVING__API_KEYS='{json.dumps(entry)}'\n"
         )
-        out.print(f"{r.source}: {verb}")
-    _print_status(status_)
+        key_file.write_text(key + "\n")
+        key_file.chmod(0o600)
+    bin_dir = Path(sys.executable).parent
+    out.rule("summary")
+    if production is not None:
+        out.print(
+            f"@production: version {production.version} ({production.tags.get('winner', '?')}, "
+            f"test AUC {production.tags.get('test_auc', '?')[:6]})"
+        )
+    out.print(f"scoring runs: {scored[0]}, {scored[1]:,} applications scored")
+    if monitoring is not None:
+        verdict = "retrain recommended" if monitoring["retrain_recommended"] else "ok"
+        drifted = monitoring["drifted_features"]
+        out.print(
+            f"monitoring: {verdict}; {len(drifted)} drifted inputs "
+            f"({', '.join(drifted[:6])}{', ...' if len(drifted) > 6 else ''}); "
+            f"PD score PSI {monitoring['score_psi']:.3f} ({monitoring['score_psi_band']})"
+        )
+        out.print(f"drift report: {monitoring['report_html']}")
+    out.print(f"demo finished in {seconds:.0f}s (pipeline {result.seconds:.0f}s)")
+    out.print("\nnext:")
+    out.print(f"  set -a; . {env_file}; set +a; {bin_dir}/loanrisk serve", highlight=False)
     out.print(
-        f"demo finished in {time.perf_counter() - started:.1f}s; warehouse: "
-        f"{settings.public_dict()['warehouse']['url']}"
+        f"  curl -s -X POST http://127.0.0.1:8000/v1/predict "
+        f'-H "Authorization: Bearer $(cat {key_file})" -H "Content-Type: application/json" '
+        '-d \'{"loan_amnt": 12000, "term": "36 months", "annual_inc": 65000, '
+        '"dti": 18.5, "fico_range_low": 700}\'',
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(f"  officer page: http://127.0.0.1:8000/  (API key in {key_file})", highlight=False)
+    out.print(
+        f"  {bin_dir}/mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000",
+        highlight=False,
     )
 
 

@@ -162,6 +162,10 @@ class DataSettings(BaseModel):
     landing_dir: Path | None = Field(
         default=None, description="Folder of raw files to ingest; default <home>/landing."
     )
+    applications_dir: Path | None = Field(
+        default=None,
+        description="Folder of new applications the pipeline scores; default <home>/applications.",
+    )
 
 
 class Settings(BaseSettings):
@@ -227,6 +231,11 @@ class Settings(BaseSettings):
         """Folder the pipeline ingests new raw files from."""
         return self.data.landing_dir or self.home / "landing"
 
+    @property
+    def applications_dir(self) -> Path:
+        """Folder the pipeline scores new application files from."""
+        return self.data.applications_dir or self.home / "applications"
+
     def ensure_home(self) -> Path:
         """Create the home folder if needed and return it."""
         try:
@@ -241,6 +250,7 @@ class Settings(BaseSettings):
         data["warehouse"]["url"] = mask_url(self.warehouse_url)
         data["home"] = str(self.home.resolve())
         data["data"]["landing_dir"] = str(self.landing_dir)
+        data["data"]["applications_dir"] = str(self.applications_dir)
         data["mlflow"]["tracking_uri"] = mask_url(self.tracking_uri)
         return data
 

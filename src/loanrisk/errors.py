@@ -19,3 +19,7 @@ class InputFileError(LoanriskError):
 
 class WarehouseError(LoanriskError):
     """The warehouse is unreachable or in a state that forbids the operation."""
+
+
+class NothingToDo(LoanriskError):
+    """A step found nothing new to work on; schedulers and the pipeline report it as skipped."""

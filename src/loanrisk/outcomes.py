@@ -13,9 +13,9 @@ from loanrisk.constants import Label
 from loanrisk.data.parsers import clean_text
 from loanrisk.data.readers import describe, expand_sources, read_chunks, read_header
 from loanrisk.errors import InputFileError
-from loanrisk.pipeline import open_warehouse
 from loanrisk.profiles.model import normalise_header, normalise_token
 from loanrisk.warehouse.bulk import write_frame
+from loanrisk.warehouse.engine import open_warehouse
 from loanrisk.warehouse.schema import outcomes, predictions
 
 

@@ -1,20 +1,30 @@
-"""Steps that the command line (and later Airflow) run: each takes settings, returns data."""
+"""Steps that the command line and Airflow run: each takes settings, returns data.
+
+``run_pipeline`` chains them (ingest -> train -> promote -> score -> monitor); every step
+says why when it has nothing new to do and skips.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 
+from loanrisk import registry
+from loanrisk.batch import ScoringRun, score_file
 from loanrisk.config import Settings
-from loanrisk.errors import LoanriskError
-from loanrisk.modeling.train import TrainResult, train
-from loanrisk.profiles import load_profile
-from loanrisk.profiles.model import Profile
+from loanrisk.constants import Alias
+from loanrisk.data.generate import TRUTH_SUFFIX
+from loanrisk.data.readers import SUFFIXES
+from loanrisk.errors import LoanriskError, NothingToDo
+from loanrisk.modeling.train import TrainResult, data_fingerprint, train
+from loanrisk.monitoring.monitor import MonitorResult, monitor, pending
 from loanrisk.promotion import PromotionResult, promote
-from loanrisk.warehouse.engine import make_engine, migrate
+from loanrisk.warehouse.engine import open_warehouse
 from loanrisk.warehouse.ingest import (
     BatchResult,
     IngestOptions,
@@ -24,24 +34,6 @@ from loanrisk.warehouse.ingest import (
     warehouse_status,
 )
 from loanrisk.warehouse.queries import latest_vintage, raw_rows, read_gold, read_silver
-
-
-@dataclass(frozen=True)
-class Warehouse:
-    """An open, migrated warehouse and the profile it holds."""
-
-    engine: sa.Engine
-    profile: Profile
-
-
-def open_warehouse(settings: Settings) -> Warehouse:
-    """Engine for the configured warehouse, migrated to the latest schema for the profile."""
-    profile = load_profile(settings.data.profile)
-    if settings.warehouse.url is None:
-        settings.ensure_home()
-    engine = make_engine(settings.warehouse_url, echo=settings.warehouse.echo_sql)
-    migrate(engine, profile)
-    return Warehouse(engine=engine, profile=profile)
 
 
 def run_ingest(
@@ -76,8 +68,17 @@ def run_status(settings: Settings) -> WarehouseStatus:
         warehouse.engine.dispose()
 
 
-def run_train(settings: Settings, *, progress: Callable[[str], None] | None = None) -> TrainResult:
-    """Train on the warehouse's labelled gold rows; register the winner at @staging."""
+def run_train(
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] | None = None,
+    if_new_data: bool = False,
+) -> TrainResult:
+    """Train on the warehouse's labelled gold rows; register the winner at @staging.
+
+    With ``if_new_data``, raise NothingToDo when gold holds exactly the rows the newest
+    registered version was trained on.
+    """
     warehouse = open_warehouse(settings)
     try:
         gold = read_gold(warehouse.engine)
@@ -85,6 +86,8 @@ def run_train(settings: Settings, *, progress: Callable[[str], None] | None = No
             raise LoanriskError(
                 "gold has no labelled rows: ingest loan files first ('loanrisk ingest FILE')"
             )
+        if if_new_data:
+            _require_new_data(settings, gold)
         return train(
             settings,
             gold,
@@ -96,14 +99,34 @@ def run_train(settings: Settings, *, progress: Callable[[str], None] | None = No
         warehouse.engine.dispose()
 
 
+def _require_new_data(settings: Settings, gold: pd.DataFrame) -> None:
+    found = registry.versions(settings)
+    if not found:
+        return
+    newest = max(found, key=lambda v: int(v.version))
+    content_hash = data_fingerprint(gold)["content_hash"]
+    if newest.tags.get("data_hash") == content_hash:
+        raise NothingToDo(
+            f"gold is unchanged since version {newest.version} was trained "
+            f"({len(gold):,} labelled rows, data hash {content_hash})"
+        )
+
+
 def run_promote(
     settings: Settings,
     *,
     version: str | None = None,
     force: bool = False,
     reason: str | None = None,
+    if_new: bool = False,
 ) -> PromotionResult:
-    """Score challenger and champion on the recent labelled window and apply the gates."""
+    """Score challenger and champion on the recent labelled window and apply the gates.
+
+    With ``if_new``, raise NothingToDo when there is no @staging version, when it is already
+    @production, or when the gates refused it before.
+    """
+    if if_new and version is None:
+        _require_new_challenger(settings)
     warehouse = open_warehouse(settings)
     try:
         since = None
@@ -114,3 +137,174 @@ def run_promote(
     finally:
         warehouse.engine.dispose()
     return promote(settings, silver, version=version, force=force, reason=reason)
+
+
+def _require_new_challenger(settings: Settings) -> None:
+    staging = registry.by_alias(settings, Alias.STAGING)
+    if staging is None:
+        raise NothingToDo(f"no @{Alias.STAGING} version to promote")
+    production = registry.by_alias(settings, Alias.PRODUCTION)
+    if production is not None and production.version == staging.version:
+        raise NothingToDo(f"version {staging.version} is already @{Alias.PRODUCTION}")
+    refused = staging.tags.get("promotion_refused_reason")
+    if refused:
+        raise NothingToDo(
+            f"version {staging.version} was refused on "
+            f"{staging.tags.get('promotion_refused_at', '?')} ({refused}); "
+            "'loanrisk promote --force --reason ...' overrides the gates"
+        )
+
+
+def application_files(folder: Path) -> list[Path]:
+    """Loan or application files in ``folder`` (sorted), without generator truth sidecars."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.name.lower().endswith(SUFFIXES)
+        and not p.name.endswith(TRUTH_SUFFIX)
+        and not p.name.endswith(".part")
+    )
+
+
+def run_score_folder(
+    settings: Settings, folder: Path, *, progress: Progress | None = None
+) -> list[ScoringRun]:
+    """Score every application file in ``folder`` with @production (each at most once)."""
+    files = application_files(folder)
+    if not files:
+        raise NothingToDo(f"no application files in {folder}")
+    if registry.by_alias(settings, Alias.PRODUCTION) is None:
+        raise NothingToDo(f"no model is @{Alias.PRODUCTION} yet")
+    runs = [score_file(settings, str(f), progress=progress) for f in files]
+    if all(r.skipped for r in runs):
+        raise NothingToDo(
+            f"every file in {folder} is already scored by version {runs[0].model_version}"
+        )
+    return runs
+
+
+def run_monitor(
+    settings: Settings, *, days: float | None = None, if_new: bool = False
+) -> MonitorResult:
+    """Monitor the window; with ``if_new``, raise NothingToDo when nothing changed since."""
+    if if_new:
+        if registry.by_alias(settings, Alias.PRODUCTION) is None:
+            raise NothingToDo(f"no model is @{Alias.PRODUCTION} yet")
+        warehouse = open_warehouse(settings)
+        try:
+            why_not = pending(settings, warehouse.engine, days=days)
+        finally:
+            warehouse.engine.dispose()
+        if why_not:
+            raise NothingToDo(why_not)
+    return monitor(settings, days=days)
+
+
+@dataclass
+class StepResult:
+    """One step of ``loanrisk pipeline``: ran, skipped (with why) or failed."""
+
+    step: str
+    status: str
+    note: str = ""
+    seconds: float = 0.0
+    result: Any = None
+
+
+@dataclass
+class PipelineResult:
+    """Every step's outcome, in order (printed by ``loanrisk pipeline --json``)."""
+
+    steps: list[StepResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def step(self, name: str) -> StepResult | None:
+        return next((s for s in self.steps if s.step == name), None)
+
+    @property
+    def failed(self) -> bool:
+        return any(s.status == "failed" for s in self.steps)
+
+    def as_dict(self) -> dict[str, Any]:
+        steps = [asdict(s) for s in self.steps]
+        monitored = self.step("monitor")
+        retrain = bool(
+            monitored
+            and isinstance(monitored.result, dict)
+            and monitored.result.get("retrain_recommended")
+        )
+        return {
+            "steps": steps,
+            "seconds": self.seconds,
+            "failed": self.failed,
+            "retrain_recommended": retrain,
+        }
+
+
+@dataclass
+class PipelineHooks:
+    """How the pipeline reports as it goes (the CLI draws progress bars; Airflow logs)."""
+
+    on_step: Callable[[StepResult], None] | None = None
+    on_message: Callable[[str], None] | None = None
+    file_progress: Progress | None = None
+
+
+PIPELINE_STEPS = ("ingest", "train", "promote", "score", "monitor")
+
+
+def run_pipeline(settings: Settings, hooks: PipelineHooks | None = None) -> PipelineResult:
+    """ingest -> train -> promote -> score -> monitor; stops at the first failed step."""
+    hooks = hooks or PipelineHooks()
+    steps: dict[str, Callable[[], Any]] = {
+        "ingest": lambda: _ingest_landing(settings, hooks.file_progress),
+        "train": lambda: run_train(settings, progress=hooks.on_message, if_new_data=True),
+        "promote": lambda: run_promote(settings, if_new=True),
+        "score": lambda: run_score_folder(
+            settings, settings.applications_dir, progress=hooks.file_progress
+        ),
+        "monitor": lambda: run_monitor(settings, if_new=True),
+    }
+    result = PipelineResult()
+    started = time.perf_counter()
+    for name in PIPELINE_STEPS:
+        step_started = time.perf_counter()
+        try:
+            outcome = steps[name]()
+            step = StepResult(name, "ran", result=_plain(outcome))
+        except NothingToDo as exc:
+            step = StepResult(name, "skipped", note=str(exc))
+        except LoanriskError as exc:
+            step = StepResult(name, "failed", note=str(exc))
+        step.seconds = round(time.perf_counter() - step_started, 2)
+        result.steps.append(step)
+        if hooks.on_step is not None:
+            hooks.on_step(step)
+        if step.status == "failed":
+            break
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result
+
+
+def _ingest_landing(settings: Settings, progress: Progress | None) -> dict[str, Any]:
+    files = application_files(settings.landing_dir)
+    if not files:
+        raise NothingToDo(f"no loan files in {settings.landing_dir}")
+    batches, status = run_ingest(settings, [str(f) for f in files], progress=progress)
+    if all(b.skipped for b in batches):
+        raise NothingToDo(f"all {len(files)} files in {settings.landing_dir} are already ingested")
+    return {"batches": batches, "status": status}
+
+
+def _plain(value: Any) -> Any:
+    """Results as JSON-ready data (dataclasses with as_dict, lists and dicts of them)."""
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -262,6 +262,9 @@ class GeneratedFiles:
     best_auc: float | None
 
 
+TRUTH_SUFFIX = ".truth.parquet"
+
+
 def truth_path(out: Path) -> Path:
     """The sidecar path for a loan file: ``loans.csv.gz`` -> ``loans.truth.parquet``."""
     name = out.name
@@ -269,7 +272,7 @@ def truth_path(out: Path) -> Path:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
-    return out.with_name(f"{name}.truth.parquet")
+    return out.with_name(name + TRUTH_SUFFIX)
 
 
 def generate_blocks(config: GeneratorConfig) -> Iterator[tuple[pa.Table, pa.Table]]:

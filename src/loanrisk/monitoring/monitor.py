@@ -20,16 +20,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from evidently import DataDefinition, Dataset, Report
-from evidently.presets import DataDriftPreset
 from sklearn.metrics import roc_auc_score
 
+from loanrisk import registry
 from loanrisk.batch import load_bundle
 from loanrisk.config import Settings
+from loanrisk.constants import Alias
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.evaluate import GRADES, ks_statistic
 from loanrisk.monitoring.psi import band, psi
-from loanrisk.pipeline import open_warehouse
+from loanrisk.warehouse.engine import open_warehouse
 from loanrisk.warehouse.schema import monitoring_runs, outcomes, predictions
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,45 @@ def monitor(
         return _monitor(settings, warehouse.engine, days=days, until=until)
     finally:
         warehouse.engine.dispose()
+
+
+def pending(settings: Settings, engine: sa.Engine, *, days: float | None = None) -> str | None:
+    """Why a monitoring run now would add nothing (None when it would).
+
+    Nothing to add: no prediction in the window, or no prediction and no outcome arrived
+    since the last run for the same production version.
+    """
+    end = datetime.now(UTC)
+    start = end - timedelta(days=days if days is not None else settings.monitoring.window_days)
+    version = registry.by_alias(settings, Alias.PRODUCTION)
+    with engine.connect() as conn:
+        newest = conn.execute(
+            sa.select(sa.func.max(predictions.c.created_at)).where(
+                predictions.c.created_at >= start
+            )
+        ).scalar()
+        if newest is None:
+            return f"no predictions since {start:%Y-%m-%d %H:%M} UTC: score applications first"
+        last_run = conn.execute(
+            sa.select(sa.func.max(monitoring_runs.c.created_at)).where(
+                monitoring_runs.c.model_version == (version.version if version else None)
+            )
+        ).scalar()
+        if last_run is None:
+            return None
+        newest_outcome = conn.execute(sa.select(sa.func.max(outcomes.c.recorded_at))).scalar()
+    changed = [_utc(newest)] + ([_utc(newest_outcome)] if newest_outcome else [])
+    if max(changed) <= _utc(last_run):
+        return (
+            f"no new prediction or outcome since the last monitoring run of version "
+            f"{version.version if version else '?'} ({_utc(last_run):%Y-%m-%d %H:%M} UTC)"
+        )
+    return None
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; the warehouse stores UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _monitor(
@@ -192,6 +231,10 @@ def _current(
 def _evidently(
     reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str]
 ) -> tuple[dict[str, dict[str, Any]], Any]:
+    # Evidently takes ~2 s to import: only monitoring runs pay for it.
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
     snapshot = Report([DataDriftPreset()]).run(
         current_data=Dataset.from_pandas(current, data_definition=definition),
@@ -341,3 +384,14 @@ def latest(engine: sa.Engine) -> dict[str, Any] | None:
             .limit(1)
         ).first()
     return None if row is None else dict(row._mapping)
+
+
+def latest_summary(engine: sa.Engine) -> dict[str, Any] | None:
+    """The newest monitoring run's full JSON summary (what ``monitor --json`` printed)."""
+    with engine.connect() as conn:
+        summary = conn.execute(
+            sa.select(monitoring_runs.c.summary)
+            .order_by(monitoring_runs.c.created_at.desc())
+            .limit(1)
+        ).scalar()
+    return None if summary is None else dict(json.loads(summary))

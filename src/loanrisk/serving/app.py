@@ -15,12 +15,12 @@ from fastapi.templating import Jinja2Templates
 
 from loanrisk import __version__
 from loanrisk.config import Settings
-from loanrisk.pipeline import open_warehouse
 from loanrisk.serving import page, routes
 from loanrisk.serving.metrics import ServiceMetrics
 from loanrisk.serving.model import ModelHolder
 from loanrisk.serving.predlog import PredictionLog
 from loanrisk.serving.schemas import application_model
+from loanrisk.warehouse.engine import open_warehouse
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]

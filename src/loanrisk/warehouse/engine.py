@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -11,10 +12,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from loanrisk.config import mask_url
+from loanrisk.config import Settings, mask_url
 from loanrisk.constants import Table
 from loanrisk.errors import WarehouseError
-from loanrisk.profiles.loader import profile_fingerprint
+from loanrisk.profiles.loader import load_profile, profile_fingerprint
 from loanrisk.profiles.model import Profile
 
 log = logging.getLogger(__name__)
@@ -73,3 +74,21 @@ def _check_profile(conn: sa.Connection, profile: Profile) -> None:
             f"(fingerprint {stored}, now {profile_fingerprint(profile)}); use another home "
             "folder or warehouse URL for this profile"
         )
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """An open, migrated warehouse and the profile it holds."""
+
+    engine: sa.Engine
+    profile: Profile
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    """Engine for the configured warehouse, migrated to the latest schema for the profile."""
+    profile = load_profile(settings.data.profile)
+    if settings.warehouse.url is None:
+        settings.ensure_home()
+    engine = make_engine(settings.warehouse_url, echo=settings.warehouse.echo_sql)
+    migrate(engine, profile)
+    return Warehouse(engine=engine, profile=profile)
