@@ -77,6 +77,15 @@ def served_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Pat
     return settings, loans
 
 
+def require(available: bool, what: str, how: str) -> None:
+    """Skip with a reason when an outside program is missing; in CI, fail instead."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is missing (CI must run these tests)")
+    pytest.skip(f"{what} is missing; {how}")
+
+
 def _postgres_admin() -> sa.Engine | None:
     engine = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:

@@ -33,6 +33,7 @@ from loanrisk.pipeline import (
     PipelineHooks,
     PipelineResult,
     StepResult,
+    landing_files,
     run_ingest,
     run_pipeline,
     run_promote,
@@ -256,12 +257,13 @@ def generate(
 def ingest_command(
     ctx: typer.Context,
     sources: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="Files, globs or folders (CSV, CSV.gz, Parquet); local paths or "
-            "fsspec URLs such as s3://bucket/loans/*.csv.gz."
+            "fsspec URLs such as s3://bucket/loans/*.csv.gz. Default: the landing folder "
+            "[env: LOANRISK_DATA__LANDING_DIR; default <home>/landing]."
         ),
-    ],
+    ] = None,
     chunk_size: Annotated[
         int | None, typer.Option(help="Rows per chunk [env: LOANRISK_INGEST__CHUNK_SIZE]")
     ] = None,
@@ -287,10 +289,13 @@ def ingest_command(
     if encoding is not None:
         settings.ingest.encoding = encoding
     try:
+        files = sources or landing_files(settings)
         with _progress(disable=as_json, bytes_=True) as bar:
             results, status = run_ingest(
-                settings, sources, delimiter=delimiter, progress=_IngestBar(bar)
+                settings, files, delimiter=delimiter, progress=_IngestBar(bar)
             )
+    except NothingToDo as exc:
+        raise _skipped(exc, as_json) from None
     except LoanriskError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
@@ -592,12 +597,14 @@ def rollback_command(
 def score_command(
     ctx: typer.Context,
     source: Annotated[
-        str,
+        str | None,
         typer.Argument(
             help="A file of applications (CSV, CSV.gz, Parquet; local or fsspec URL), a local "
-            "folder of such files (each scored once), or 'warehouse:unlabelled'."
+            "folder of such files (each scored once), or 'warehouse:unlabelled'. Default: the "
+            "applications folder [env: LOANRISK_DATA__APPLICATIONS_DIR; default "
+            "<home>/applications]."
         ),
-    ],
+    ] = None,
     output: Annotated[
         Path | None, typer.Option(help="Folder for the Parquet output (default <home>/scores).")
     ] = None,
@@ -620,6 +627,7 @@ def score_command(
     settings = _settings(ctx)
     if chunk_size is not None:
         settings.ingest.scoring_chunk_size = chunk_size
+    source = source or str(settings.applications_dir)
     try:
         with _progress(disable=as_json, bytes_=True) as bar:
             if Path(source).is_dir():

@@ -289,11 +289,17 @@ def run_pipeline(settings: Settings, hooks: PipelineHooks | None = None) -> Pipe
     return result
 
 
-def _ingest_landing(settings: Settings, progress: Progress | None) -> dict[str, Any]:
+def landing_files(settings: Settings) -> list[str]:
+    """The loan files in the landing folder (NothingToDo when there are none)."""
     files = application_files(settings.landing_dir)
     if not files:
         raise NothingToDo(f"no loan files in {settings.landing_dir}")
-    batches, status = run_ingest(settings, [str(f) for f in files], progress=progress)
+    return [str(f) for f in files]
+
+
+def _ingest_landing(settings: Settings, progress: Progress | None) -> dict[str, Any]:
+    files = landing_files(settings)
+    batches, status = run_ingest(settings, files, progress=progress)
     if all(b.skipped for b in batches):
         raise NothingToDo(f"all {len(files)} files in {settings.landing_dir} are already ingested")
     return {"batches": batches, "status": status}
