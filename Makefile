@@ -66,6 +66,8 @@ bench: $(STAMP)  ## generate + ingest; also: benchmarks/train.py, serve.py, scor
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
 		--no-header -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra image --generate-hashes --python-version 3.11 \
+		--no-header -o requirements-image.lock
 	$(BIN)/uv pip compile airflow/requirements.in --generate-hashes --python-version 3.11 \
 		--no-header -o airflow/requirements.lock
 

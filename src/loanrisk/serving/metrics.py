@@ -33,6 +33,11 @@ class ServiceMetrics:
             ["name", "version", "alias", "run_id"],
             registry=self.registry,
         )
+        self.model_created = Gauge(
+            "loanrisk_model_created_timestamp_seconds",
+            "When the served model version was trained and registered (Unix time)",
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "loanrisk_prediction_log_queue_depth",
             "Prediction rows waiting to be written",
@@ -66,6 +71,11 @@ class ServiceMetrics:
         self.realised_auc = Gauge(
             "loanrisk_monitoring_realised_auc",
             "Realised AUC in the latest monitoring run (when known)",
+            registry=self.registry,
+        )
+        self.monitoring_last_run = Gauge(
+            "loanrisk_monitoring_last_run_timestamp_seconds",
+            "When the latest monitoring run finished (Unix time)",
             registry=self.registry,
         )
         self.database_up = Gauge(

@@ -29,6 +29,7 @@ class LoadedModel:
     scorer: FastScorer
     tags: dict[str, str] = field(default_factory=dict)
     loaded_at: str = ""
+    created_at: float = 0.0  # registration time of the version, Unix seconds
 
     def describe(self) -> dict[str, Any]:
         metrics = {
@@ -64,6 +65,7 @@ def load_version(settings: Settings, version: str, alias: str) -> LoadedModel:
         scorer=scorer,
         tags=info.tags,
         loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=info.created_at / 1000,
     )
 
 

@@ -273,6 +273,7 @@ def build_router(application: type[BaseModel]) -> APIRouter:
             service.model_info.labels(
                 model.name, model.version, model.alias, model.run_id or ""
             ).set(1)
+            service.model_created.set(model.created_at)
         counters = state.prediction_log.metrics
         service.queue_depth.set(state.prediction_log.queue_depth)
         service.spooled.set(counters.spooled)
@@ -283,6 +284,9 @@ def build_router(application: type[BaseModel]) -> APIRouter:
         if latest is not None:
             service.drifted_share.set(latest["drifted_share"])
             service.score_psi.set(latest["score_psi"])
+            created = latest["created_at"]
+            created = created if created.tzinfo else created.replace(tzinfo=UTC)
+            service.monitoring_last_run.set(created.timestamp())
             if latest["realised_auc"] is not None:
                 service.realised_auc.set(latest["realised_auc"])
         return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
