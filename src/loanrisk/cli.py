@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -770,6 +772,8 @@ def serve(
     """
     import uvicorn
 
+    from loanrisk.serving.metrics import MULTIPROCESS_ENV
+
     settings = _settings(ctx)
     serving = settings.serving
     if host is not None:
@@ -789,15 +793,24 @@ def serve(
             "LOANRISK_SERVING__AUTH_ENABLED=false for local use."
         )
     out.print(f"serving on http://{serving.host}:{serving.port} (docs at /docs)")
-    uvicorn.run(
-        "loanrisk.serving.main:app_factory",
-        factory=True,
-        host=serving.host,
-        port=serving.port,
-        workers=serving.workers,
-        log_level="warning",
-        access_log=False,
-    )
+    # Several workers: /metrics reports all of them, through files in a fresh folder.
+    metrics_dir = None
+    if serving.workers > 1 and not os.environ.get(MULTIPROCESS_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="loanrisk-metrics-")
+        os.environ[MULTIPROCESS_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            "loanrisk.serving.main:app_factory",
+            factory=True,
+            host=serving.host,
+            port=serving.port,
+            workers=serving.workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command()

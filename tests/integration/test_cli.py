@@ -106,17 +106,6 @@ def test_help_teaches(tmp_path: Path):
     assert "fsspec" in result.stdout and "--chunk-size" in result.stdout
 
 
-def test_demo_runs_twice_safely(tmp_path: Path):
-    home = tmp_path / "home"
-    first = run("demo", "--rows", "4000", home=home)
-    assert first.returncode == 0, first.stderr
-    assert "counts reconcile" in first.stdout
-    assert list((home / "landing").glob("*.csv.gz"))
-    second = run("demo", "--rows", "4000", home=home)
-    assert second.returncode == 0, second.stderr
-    assert "skipped (already ingested" in second.stdout
-
-
 def test_train_models_promote_rollback_commands(tmp_path: Path):
     home = tmp_path / "home"
     loans = tmp_path / "loans.csv"

@@ -263,3 +263,62 @@ def test_not_ready_without_a_model(tmp_path):
         assert predict.status_code == 503
     finally:
         service.stop()
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """Sample name (with labels) -> value, from a fresh connection (any worker answers)."""
+    text = httpx.get(f"{url}/metrics", headers={"Connection": "close"}, timeout=10).text
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_of_several_workers_are_reported_together(served_home, tmp_path):
+    settings, _ = served_home
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    service = Service(
+        settings.home, LOANRISK_SERVING__WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(folder)
+    )
+    try:
+
+        def traffic() -> None:
+            for _ in range(10):
+                reply = httpx.post(
+                    f"{service.url}/v1/predict",
+                    json=APPLICATION,
+                    headers=auth() | {"Connection": "close"},
+                    timeout=10,
+                )
+                assert reply.status_code == 200
+
+        threads = [threading.Thread(target=traffic) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        time.sleep(1.5)  # every worker refreshes its gauges each second
+        for _ in range(12):  # both workers answer some of these scrapes
+            samples = _scrape(service.url)
+            predictions = sum(
+                v for k, v in samples.items() if k.startswith("loanrisk_predictions_total{")
+            )
+            requests = sum(
+                v
+                for k, v in samples.items()
+                if k.startswith("loanrisk_http_requests_total{")
+                and 'route="/v1/predict"' in k
+                and 'status="200"' in k
+            )
+            assert predictions == 40 and requests == 40, samples
+            served = [
+                k for k, v in samples.items() if k.startswith("loanrisk_model_info{") and v == 1
+            ]
+            assert len(served) == 1
+        # Both worker processes wrote metric files (one per process and kind).
+        assert len({p.stem.rsplit("_", 1)[-1] for p in folder.glob("counter_*.db")}) == 2
+    finally:
+        service.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -39,9 +40,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.prediction_log.start()
         app.state.models.start()
+        refresher = (
+            asyncio.create_task(_refresh_gauges(app)) if app.state.metrics.multiprocess else None
+        )
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
             app.state.models.stop()
             app.state.prediction_log.stop()
             warehouse.engine.dispose()
@@ -78,6 +84,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(_Observe)
     app.add_middleware(_BodyLimit, limit=settings.serving.max_body_bytes)
     return app
+
+
+async def _refresh_gauges(app: FastAPI) -> None:
+    """With several workers, keep this worker's gauges fresh for whichever one is scraped."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await asyncio.to_thread(routes.refresh_gauges, app.state)
+        except Exception:  # a failed refresh must not stop the worker; the next one retries
+            log.exception("refreshing metrics failed")
 
 
 def _document_application(app: FastAPI, application: type[Any]) -> None:

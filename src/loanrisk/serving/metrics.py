@@ -1,13 +1,40 @@
-"""Prometheus metrics of one service process (each app gets its own registry)."""
+"""Prometheus metrics of the service.
+
+One worker: each app has its own registry. Several workers (``loanrisk serve --workers N``
+sets ``PROMETHEUS_MULTIPROC_DIR``): every process writes its values to files in that
+folder and ``/metrics``, whichever worker answers, reports all workers together: counters
+and histograms summed, per-worker gauges summed or taken at their maximum/minimum.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class ServiceMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
+        # In multiprocess mode the values live in files; the registry is built per scrape.
+        self.registry = None if self.multiprocess else CollectorRegistry()
+
+        def gauge(name: str, text: str, mode: str, labels: tuple[str, ...] = ()) -> Gauge:
+            extra: dict[str, Any] = {"multiprocess_mode": mode} if self.multiprocess else {}
+            return Gauge(name, text, labels, registry=self.registry, **extra)
+
         self.requests = Counter(
             "loanrisk_http_requests_total",
             "HTTP requests",
@@ -27,59 +54,67 @@ class ServiceMetrics:
             ["decision", "grade"],
             registry=self.registry,
         )
-        self.model_info = Gauge(
+        self.model_info = gauge(
             "loanrisk_model_info",
             "The served model version (value 1)",
-            ["name", "version", "alias", "run_id"],
-            registry=self.registry,
+            "livemax",
+            ("name", "version", "alias", "run_id"),
         )
-        self.model_created = Gauge(
+        self.model_created = gauge(
             "loanrisk_model_created_timestamp_seconds",
             "When the served model version was trained and registered (Unix time)",
-            registry=self.registry,
+            "livemax",
         )
-        self.queue_depth = Gauge(
+        self.queue_depth = gauge(
             "loanrisk_prediction_log_queue_depth",
             "Prediction rows waiting to be written",
-            registry=self.registry,
+            "livesum",
         )
-        self.spooled = Gauge(
+        self.spooled = gauge(
             "loanrisk_prediction_log_spooled_rows_total",
             "Rows written to the local spool while the database was down",
-            registry=self.registry,
+            "sum",
         )
-        self.failed_writes = Gauge(
+        self.failed_writes = gauge(
             "loanrisk_prediction_log_failed_writes_total",
             "Database writes of the prediction log that failed",
-            registry=self.registry,
+            "sum",
         )
-        self.written = Gauge(
+        self.written = gauge(
             "loanrisk_prediction_log_written_rows_total",
             "Prediction rows written to the database",
-            registry=self.registry,
+            "sum",
         )
-        self.drifted_share = Gauge(
+        self.drifted_share = gauge(
             "loanrisk_monitoring_drifted_share",
             "Share of model inputs drifted in the latest monitoring run",
-            registry=self.registry,
+            "livemax",
         )
-        self.score_psi = Gauge(
+        self.score_psi = gauge(
             "loanrisk_monitoring_score_psi",
             "PSI of the PD score in the latest monitoring run",
-            registry=self.registry,
+            "livemax",
         )
-        self.realised_auc = Gauge(
+        self.realised_auc = gauge(
             "loanrisk_monitoring_realised_auc",
             "Realised AUC in the latest monitoring run (when known)",
-            registry=self.registry,
+            "livemax",
         )
-        self.monitoring_last_run = Gauge(
+        self.monitoring_last_run = gauge(
             "loanrisk_monitoring_last_run_timestamp_seconds",
             "When the latest monitoring run finished (Unix time)",
-            registry=self.registry,
+            "livemax",
         )
-        self.database_up = Gauge(
+        self.database_up = gauge(
             "loanrisk_prediction_log_database_up",
             "1 when the prediction log reaches the database",
-            registry=self.registry,
+            "livemin",
         )
+
+    def exposition(self) -> bytes:
+        """The text format of every metric (of all workers in multiprocess mode)."""
+        if self.registry is not None:
+            return bytes(generate_latest(self.registry))
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return bytes(generate_latest(registry))

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from loanrisk import __version__
+from loanrisk.serving.metrics import CONTENT_TYPE
 from loanrisk.serving.model import LoadedModel
 from loanrisk.serving.schemas import (
     EXAMPLE,
@@ -265,31 +265,8 @@ def build_router(application: type[BaseModel]) -> APIRouter:
 
     @router.get("/metrics", summary="Prometheus metrics", tags=["operations"])
     async def metrics(request: Request) -> Response:
-        state = request.app.state
-        service = state.metrics
-        model: LoadedModel | None = state.models.current
-        service.model_info.clear()
-        if model is not None:
-            service.model_info.labels(
-                model.name, model.version, model.alias, model.run_id or ""
-            ).set(1)
-            service.model_created.set(model.created_at)
-        counters = state.prediction_log.metrics
-        service.queue_depth.set(state.prediction_log.queue_depth)
-        service.spooled.set(counters.spooled)
-        service.failed_writes.set(counters.failed_writes)
-        service.written.set(counters.written)
-        service.database_up.set(1 if state.prediction_log.database_ok else 0)
-        latest = _latest_monitoring(request)
-        if latest is not None:
-            service.drifted_share.set(latest["drifted_share"])
-            service.score_psi.set(latest["score_psi"])
-            created = latest["created_at"]
-            created = created if created.tzinfo else created.replace(tzinfo=UTC)
-            service.monitoring_last_run.set(created.timestamp())
-            if latest["realised_auc"] is not None:
-                service.realised_auc.set(latest["realised_auc"])
-        return Response(generate_latest(service.registry), media_type=CONTENT_TYPE_LATEST)
+        refresh_gauges(request.app.state)
+        return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)
 
     @router.get("/v1/predictions/{prediction_id}", summary="One logged prediction", tags=["log"])
     def get_prediction(request: Request, prediction_id: str, _key: Read) -> dict[str, Any]:
@@ -365,11 +342,10 @@ def build_router(application: type[BaseModel]) -> APIRouter:
     return router
 
 
-def _latest_monitoring(request: Request) -> dict[str, Any] | None:
+def _latest_monitoring(state: Any) -> dict[str, Any] | None:
     """The latest monitoring figures, read at most every 30 s."""
     from loanrisk.monitoring.monitor import latest
 
-    state = request.app.state
     cached = getattr(state, "monitoring_cache", None)
     if cached is not None and time.monotonic() - cached[0] < 30:
         return cached[1]
@@ -416,3 +392,38 @@ def _mlflow_records(content_type: str, raw: bytes) -> list[dict[str, Any]]:
     raise HTTPException(
         400, "expected one of dataframe_split, dataframe_records, instances, inputs"
     )
+
+
+def refresh_gauges(state: Any) -> None:
+    """Set this process's gauges from the model, the prediction log and monitoring.
+
+    Called on every scrape and, with several workers, every second by each worker, so
+    the figures /metrics reports for all workers are fresh whichever worker answers.
+    """
+    service = state.metrics
+    model: LoadedModel | None = state.models.current
+    labels = (
+        (model.name, model.version, model.alias, model.run_id or "") if model is not None else None
+    )
+    shown = getattr(state, "model_labels", None)
+    if shown is not None and shown != labels:
+        service.model_info.labels(*shown).set(0)  # the version this worker no longer serves
+    if labels is not None and model is not None:
+        service.model_info.labels(*labels).set(1)
+        service.model_created.set(model.created_at)
+    state.model_labels = labels
+    counters = state.prediction_log.metrics
+    service.queue_depth.set(state.prediction_log.queue_depth)
+    service.spooled.set(counters.spooled)
+    service.failed_writes.set(counters.failed_writes)
+    service.written.set(counters.written)
+    service.database_up.set(1 if state.prediction_log.database_ok else 0)
+    latest = _latest_monitoring(state)
+    if latest is not None:
+        service.drifted_share.set(latest["drifted_share"])
+        service.score_psi.set(latest["score_psi"])
+        created = latest["created_at"]
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
+        service.monitoring_last_run.set(created.timestamp())
+        if latest["realised_auc"] is not None:
+            service.realised_auc.set(latest["realised_auc"])
