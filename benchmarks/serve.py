@@ -153,7 +153,8 @@ def load_wrk(
     lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
     script = folder / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=folder / "body.json", headers=lines))
-    command = ["wrk", f"-t{min(2, clients)}", f"-c{clients}", f"-d{seconds}s", "--timeout", "30s"]
+    duration = f"-d{max(1, round(seconds))}s"
+    command = ["wrk", f"-t{min(2, clients)}", f"-c{clients}", duration, "--timeout", "30s"]
     done = subprocess.run(
         [*command, "-s", str(script), f"http://127.0.0.1:{port}{path}"],
         capture_output=True,
@@ -199,7 +200,13 @@ def main() -> None:
             "LOANRISK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
         ),
     )
+    parser.add_argument(
+        "--cells",
+        default="1x1,1x8,1x32,100x1,100x8,100x32",
+        help="applications-per-request x clients, comma-separated",
+    )
     args = parser.parse_args()
+    cells = [tuple(int(n) for n in c.split("x")) for c in args.cells.split(",")]
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
     generate = load_wrk if use_wrk else load
     print(f"load generator: {'wrk' if use_wrk else 'Python clients'}")
@@ -321,21 +328,21 @@ def main() -> None:
         }
         table = []
         answered = 0  # applications loanrisk answered, warm-ups included
-        for size in (1, 100):
-            for clients in (1, 8, 32):
-                for name, (port, path, encode, headers) in targets.items():
-                    body = encode(records[:size])
-                    warm = generate(port, path, body, headers, 1, 1)
-                    result = generate(port, path, body, headers, clients, args.seconds)
-                    if name == "loanrisk serve":
-                        answered += (warm["ok"] + result["ok"]) * size
-                    table.append((name, size, clients, result))
-                    print(
-                        f"  {name:<20} {size:>3} app(s)/req {clients:>2} clients: "
-                        f"{result['rps']:8.1f} req/s p99 {result['p99']:7.1f} ms "
-                        f"errors {result['errors']}",
-                        flush=True,
-                    )
+        for size, clients in cells:
+            for name, (port, path, encode, headers) in targets.items():
+                body = encode(records[:size])
+                warm = generate(port, path, body, headers, 1, 1)
+                result = generate(port, path, body, headers, clients, args.seconds)
+                if name == "loanrisk serve":
+                    answered += (warm["ok"] + result["ok"]) * size
+                table.append((name, size, clients, result))
+                print(
+                    f"  {name:<20} {size:>3} app(s)/req {clients:>2} clients: "
+                    f"{result['rps']:8.1f} req/s p99 {result['p99']:7.1f} ms "
+                    f"errors {result['errors']}",
+                    flush=True,
+                )
+        time.sleep(2)  # replies still in flight when the generator stopped are answered
         served = served_applications(loanrisk_port)
         processes[1].terminate()
         processes[1].wait(timeout=60)
@@ -367,12 +374,11 @@ def main() -> None:
             f"{r['p50']:>8.1f} {r['p99']:>8.1f} {r['errors']:>6}"
         )
     print("\nratio loanrisk / mlflow (requests/s):")
-    for size in (1, 100):
-        for clients in (1, 8, 32):
-            cells = {n: r for n, s, c, r in table if s == size and c == clients}
-            base = cells["mlflow models serve"]["rps"]
-            ratio = cells["loanrisk serve"]["rps"] / base if base else float("inf")
-            print(f"  {size:>3} app(s)/request, {clients:>2} clients: {ratio:6.1f}x")
+    for size, clients in cells:
+        pair = {n: r for n, s, c, r in table if s == size and c == clients}
+        base = pair["mlflow models serve"]["rps"]
+        ratio = pair["loanrisk serve"]["rps"] / base if base else float("inf")
+        print(f"  {size:>3} app(s)/request, {clients:>2} clients: {ratio:6.1f}x")
     verdict = "equal" if logged[0] == logged[1] == served else "NOT equal"
     print(
         f"\npredictions rows {logged[0]:,} (distinct ids {logged[1]:,}) vs applications "

@@ -43,6 +43,7 @@ class FastScorer:
         model = bundle.candidate
         self._linear = _CompiledLogistic(model) if isinstance(model, LogisticCandidate) else None
         self.model = model
+        self._lgb_predictor: Any = None
 
     # ------------------------------------------------------------------ features
     def features(self, typed: Mapping[str, Any]) -> list[Any]:
@@ -79,13 +80,13 @@ class FastScorer:
             return self._linear.score(rows, self.spec)
         matrix = self._matrix(rows)
         if isinstance(model, LightGBMCandidate):
-            lgb_booster = model.model.booster_
-            iterations = model._iterations()
-            raw = lgb_booster.predict(matrix, num_iteration=iterations, num_threads=1)
+            # The probability comes from the same C call as the frame path's predict_proba
+            # (bit-identical); deriving it from the contributions' sum differs in the last
+            # bits, which can move a PD that sits exactly on a grade cut-point.
+            predictor, iterations = self._lightgbm(), model._iterations()
+            raw = predictor.predict(matrix, num_iteration=iterations)
             contributions = np.asarray(
-                lgb_booster.predict(
-                    matrix, num_iteration=iterations, num_threads=1, pred_contrib=True
-                )
+                predictor.predict(matrix, num_iteration=iterations, pred_contrib=True)
             )[:, :-1]
             return np.asarray(raw), contributions
         if isinstance(model, XGBoostCandidate):
@@ -104,6 +105,20 @@ class FastScorer:
             )[:, :-1]
             return np.asarray(raw), contributions
         raise TypeError(f"no fast path for {type(model).__name__}")
+
+    def _lightgbm(self) -> Any:
+        """LightGBM's predictor for this booster, single-threaded, built once.
+
+        ``Booster.predict`` rebuilds it on every call (parameter parsing, a C handle), which
+        costs as much as the prediction itself for one row.
+        """
+        if self._lgb_predictor is None:
+            from lightgbm.basic import _InnerPredictor
+
+            self._lgb_predictor = _InnerPredictor.from_booster(
+                booster=self.model.model.booster_, pred_parameter={"num_threads": 1}
+            )
+        return self._lgb_predictor
 
     # ------------------------------------------------------------------ public
     def score(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

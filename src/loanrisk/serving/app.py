@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import time
@@ -40,6 +41,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.prediction_log.start()
         app.state.models.start()
+        # Everything loaded so far (libraries, the model) lives as long as the process:
+        # keep it out of the collector's full passes, which otherwise stall requests.
+        gc.collect()
+        gc.freeze()
         refresher = (
             asyncio.create_task(_refresh_gauges(app)) if app.state.metrics.multiprocess else None
         )
@@ -78,7 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
         retry_seconds=settings.serving.log_retry_seconds,
     )
     app.state.templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-    app.include_router(routes.build_router(application))
+    app.include_router(routes.build_router(application, profile))
     app.include_router(page.router)
     _document_application(app, application)
     app.add_middleware(_Observe)

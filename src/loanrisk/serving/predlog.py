@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from loanrisk.warehouse.bulk import insert_new_rows
 from loanrisk.warehouse.schema import predictions
 
 log = logging.getLogger(__name__)
@@ -153,15 +153,8 @@ class PredictionLog:
         self._append_spool(batch)
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
-        dialect = self.engine.dialect.name
-        insert = (
-            postgresql.insert(predictions)
-            if dialect == "postgresql"
-            else sqlite.insert(predictions)
-        )
-        statement = insert.on_conflict_do_nothing(index_elements=["prediction_id"])
         with self.engine.begin() as conn:
-            conn.execute(statement, rows)
+            insert_new_rows(conn, predictions, rows, key="prediction_id")
 
     def _append_spool(self, batch: list[dict[str, Any]]) -> None:
         with self.spool.open("a", encoding="utf-8") as handle:

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from loanrisk import __version__
+from loanrisk.profiles.model import Profile
 from loanrisk.serving.metrics import CONTENT_TYPE
 from loanrisk.serving.model import LoadedModel
 from loanrisk.serving.schemas import (
@@ -27,6 +28,7 @@ from loanrisk.serving.schemas import (
     OutcomeIn,
     OutcomeOut,
     PredictResponse,
+    plainly_valid,
 )
 from loanrisk.serving.security import Outcomes, Predict, Read, check
 from loanrisk.warehouse.schema import outcomes, predictions
@@ -120,11 +122,12 @@ def score(
     return request_id, answers
 
 
-def build_router(application: type[BaseModel]) -> APIRouter:
+def build_router(application: type[BaseModel], profile: Profile) -> APIRouter:
     """Routes whose request schema is the profile's application model."""
     router = APIRouter()
 
     one = TypeAdapter(application)
+    plain = plainly_valid(profile)
     body_schema = {
         "required": True,
         "content": {
@@ -182,24 +185,36 @@ def build_router(application: type[BaseModel]) -> APIRouter:
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
                 f"send between 1 and {limit} applications, got {len(items)}",
             )
+        listed = isinstance(payload, list)
+        # Plain applications go straight to the scorer, whose parsers are the validation;
+        # anything unusual goes through the pydantic model first.
+        if all(plain(item) for item in items):
+            records = [{k: v for k, v in item.items() if v is not None} for item in items]
+        else:
+            records = validate(items, listed)
+        try:
+            request_id, answers = score(request, records)
+        except ScoringError as exc:
+            validate(items, listed)  # names each refused value as the model does
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.problems) from exc
+        return JSONResponse({"request_id": request_id, "predictions": answers})
+
+    def validate(items: list[Any], listed: bool) -> list[dict[str, Any]]:
+        """Applications through the pydantic model; 422 naming every bad field of every one."""
         records: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             try:
                 records.append(one.validate_python(item).model_dump(exclude_none=True))
             except ValidationError as exc:
-                prefix = ["body", index] if isinstance(payload, list) else ["body"]
+                prefix = ["body", index] if listed else ["body"]
                 errors.extend(
                     {**e, "loc": [*prefix, *e["loc"]]}
                     for e in exc.errors(include_url=False, include_context=False)
                 )
         if errors:
             raise RequestValidationError(errors)
-        try:
-            request_id, answers = score(request, records)
-        except ScoringError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.problems) from exc
-        return JSONResponse({"request_id": request_id, "predictions": answers})
+        return records
 
     @router.post("/invocations", summary="MLflow scoring protocol", tags=["scoring"])
     async def invocations(request: Request, _key: Predict) -> Response:

@@ -7,12 +7,15 @@ or converted (``0.1356``, ``36``); each is checked with the profile's parser and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
-from loanrisk.data.scalar import parse_value
+from loanrisk.data.scalar import clean, parse_value
 from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, Parser, Profile, Role
+
+CLIENT_ID_MAX = 200
 
 EXAMPLE: dict[str, Any] = {
     "loan_amnt": 12000,
@@ -51,6 +54,48 @@ def application_fields(profile: Profile) -> dict[str, ColumnSpec]:
     return {n: c for n, c in profile.columns.items() if c.role not in (Role.TARGET, Role.LEAKAGE)}
 
 
+def plainly_valid(profile: Profile) -> Callable[[Any], bool]:
+    """A cheap test that an application needs no validation beyond what scoring does.
+
+    True when every key is a known field, every value is ``None`` or a plain JSON scalar of
+    the field's type, known categories are respected and required fields are present: then
+    the pydantic model could only reject a value the scorer's own parsers reject too (with
+    the same message). Anything else goes through the pydantic model, which names each
+    problem. The service uses it to skip a second parse on the hot path.
+    """
+    specs = application_fields(profile)
+    numeric = {n for n, spec in specs.items() if spec.parser in NUMERIC_PARSERS}
+    categories = {
+        n: frozenset(spec.categories)
+        for n, spec in specs.items()
+        if spec.categories and spec.parser is Parser.CATEGORY
+    }
+    required = [n for n, spec in specs.items() if spec.required and n != profile.target.column]
+    numbers = (str, int, float)
+
+    def valid(item: Any) -> bool:
+        if type(item) is not dict:
+            return False
+        for name, value in item.items():
+            if value is None:
+                continue
+            kind = type(value)
+            if name in numeric:
+                if kind not in numbers:
+                    return False
+            elif name in specs:
+                if kind is not str:
+                    return False
+                allowed = categories.get(name)
+                if allowed is not None and clean(value) not in allowed:
+                    return False
+            elif name != "client_id" or kind is not str or len(value) > CLIENT_ID_MAX:
+                return False
+        return all(item.get(name) is not None for name in required)
+
+    return valid
+
+
 def application_model(profile: Profile) -> type[BaseModel]:
     """A pydantic model of one application, from the profile."""
     specs = application_fields(profile)
@@ -84,7 +129,7 @@ def application_model(profile: Profile) -> type[BaseModel]:
         str | None,
         Field(
             None,
-            max_length=200,
+            max_length=CLIENT_ID_MAX,
             description="Your own customer or application reference; outcomes can be "
             "reported against it later.",
         ),

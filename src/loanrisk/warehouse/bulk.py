@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
 _COPY_PIECE = 4 << 20
 
@@ -20,7 +21,38 @@ def write_frame(
     """Append ``frame`` (columns named like ``table``'s) to ``table`` or to table ``into``."""
     if frame.empty:
         return
-    arrow = _to_arrow(table, frame)
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    _write_arrow(conn, table, _to_arrow(table, arrow), into)
+
+
+def insert_new_rows(conn: sa.Connection, table: sa.Table, rows: list[dict], *, key: str) -> None:
+    """Insert ``rows`` (dicts keyed by column), skipping keys already in ``table``.
+
+    PostgreSQL: COPY into a temporary stage table, then one ``INSERT ... SELECT ... ON
+    CONFLICT DO NOTHING`` (far less Python work per row than bound parameters).
+    """
+    if not rows:
+        return
+    arrow = _to_arrow(table, pa.Table.from_pylist(rows))
+    quote = conn.dialect.identifier_preparer.quote
+    target, listed = quote(table.name), ", ".join(quote(c) for c in arrow.column_names)
+    if conn.dialect.name != "postgresql":
+        insert = sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+        conn.execute(insert, rows)
+        return
+    stage = quote(f"stage_{table.name}")
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {listed} FROM {target} WHERE 1 = 0"
+    )
+    _write_arrow(conn, table, arrow, f"stage_{table.name}")
+    conn.exec_driver_sql(
+        f"INSERT INTO {target} ({listed}) SELECT {listed} FROM {stage} "
+        f"ON CONFLICT ({quote(key)}) DO NOTHING"
+    )
+    conn.exec_driver_sql(f"DELETE FROM {stage}")
+
+
+def _write_arrow(conn: sa.Connection, table: sa.Table, arrow: pa.Table, into: str | None) -> None:
     name = into or table.name
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(c) for c in arrow.column_names)
@@ -96,8 +128,7 @@ def existing_keys(conn: sa.Connection, table: sa.Table, key: str, keys: pd.Serie
     return int(conn.exec_driver_sql(sql, (json.dumps(values),)).scalar_one())
 
 
-def _to_arrow(table: sa.Table, frame: pd.DataFrame) -> pa.Table:
-    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+def _to_arrow(table: sa.Table, arrow: pa.Table) -> pa.Table:
     for i, name in enumerate(arrow.column_names):
         column_type = table.c[name].type
         if isinstance(column_type, sa.Date) and not pa.types.is_date(arrow.column(i).type):
