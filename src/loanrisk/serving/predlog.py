@@ -1,9 +1,11 @@
 """The prediction log: every answered prediction becomes exactly one ``predictions`` row.
 
-Writes are batched on a background thread, off the request path. While the database is
-unreachable, rows go to an append-only spool file (fsynced JSON lines) and are replayed
-when it is back; inserts ignore prediction ids already present, so a replay never
-duplicates. ``stop()`` drains the queue before returning.
+Writes are batched on a background thread, off the request path. Requests append to a
+deque (no lock, no wake-up); the writer wakes every ``flush_seconds``, or at once when a
+full batch is waiting, so it rarely takes the interpreter from the request thread. While
+the database is unreachable, rows go to an append-only spool file (fsynced JSON lines)
+and are replayed when it is back; inserts ignore prediction ids already present, so a
+replay never duplicates. ``stop()`` drains the queue before returning.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,6 @@ from loanrisk.warehouse.bulk import insert_new_rows
 from loanrisk.warehouse.schema import predictions
 
 log = logging.getLogger(__name__)
-_STOP = object()
 
 
 class LogMetrics:
@@ -59,7 +59,9 @@ class PredictionLog:
         self.flush_seconds = flush_seconds
         self.retry_seconds = retry_seconds
         self.metrics = LogMetrics()
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._pending: deque[dict[str, Any]] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._recent_size = recent
         self._lock = threading.Lock()
@@ -79,8 +81,9 @@ class PredictionLog:
                 self._recent[row["prediction_id"]] = row
             while len(self._recent) > self._recent_size:
                 self._recent.popitem(last=False)
-        for row in rows:
-            self._queue.put(row)
+        self._pending.extend(rows)
+        if len(self._pending) >= self.batch_rows:
+            self._wake.set()
 
     def recent(self, prediction_id: str) -> dict[str, Any] | None:
         """A prediction answered lately, whether or not it is in the database yet."""
@@ -89,7 +92,7 @@ class PredictionLog:
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._pending)
 
     @property
     def spooled_rows(self) -> int:
@@ -106,33 +109,27 @@ class PredictionLog:
     def stop(self, timeout: float = 30.0) -> None:
         """Write everything queued (to the database or the spool), then stop."""
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            self._stopping = True
+            self._wake.set()
             self._thread.join(timeout)
 
     # ------------------------------------------------------------------ thread
     def _run(self) -> None:
         self._replay()
-        stopping = False
-        while not stopping:
-            batch: list[dict[str, Any]] = []
-            deadline = time.monotonic() + self.flush_seconds
-            while len(batch) < self.batch_rows:
-                try:
-                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.001))
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
+        while True:
+            stopping = self._stopping
+            if not stopping:
+                self._wake.wait(self.flush_seconds)
+                self._wake.clear()
             if not self._database_ok and time.monotonic() >= self._next_retry:
                 self._replay()
-            if batch:
+            while self._pending:
+                batch: list[dict[str, Any]] = []
+                while self._pending and len(batch) < self.batch_rows:
+                    batch.append(self._pending.popleft())
                 self._write(batch)
-        while not self._queue.empty():  # anything submitted while stopping
-            item = self._queue.get_nowait()
-            if item is not _STOP:
-                self._write([item])
+            if stopping:
+                break
         if self._database_ok:
             self._replay()
 
