@@ -49,8 +49,11 @@ app = typer.Typer(
     name="loanrisk",
     help=(
         "Loan default prediction, from raw loan files to a governed PD service.\n\n"
-        "Start with:  loanrisk generate --rows 100000 --out loans.csv.gz  then  "
-        "loanrisk ingest loans.csv.gz  and  loanrisk status.\n\n"
+        "Start with:  loanrisk demo  (generates loans and runs everything end to end), or step "
+        "by step: generate, ingest, train, promote, score, monitor; 'loanrisk pipeline' runs "
+        "the steps that have something new to do.\n\n"
+        "Exit codes: 0 done or skipped, 1 bad input or state, 3 promotion refused, 4/5 drift/"
+        "performance alert (monitor --fail-on), 75 database or MLflow unreachable (retry).\n\n"
         "Every setting can also come from LOANRISK_* environment variables or a .env file "
         "(see 'loanrisk config')."
     ),
@@ -618,7 +621,7 @@ def score_command(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Score a file with the @production model: Parquet output + predictions rows.
+    """Score a file or folder with the @production model: Parquet + predictions rows.
 
     Streams in chunks (constant memory). The same input with the same model version is
     not scored twice. Leaves <home>/scores/latest.json for monitoring.
