@@ -29,7 +29,7 @@ from rich.table import Table
 from loanrisk import __version__, registry
 from loanrisk.config import Settings, get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
-from loanrisk.errors import LoanriskError, NothingToDo
+from loanrisk.errors import LoanriskError, NothingToDo, UnreachableError
 from loanrisk.logs import configure_logging
 from loanrisk.pipeline import (
     PipelineHooks,
@@ -75,9 +75,12 @@ def _settings(ctx: typer.Context) -> Settings:
     return settings
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code=1)
+def _fail(problem: str | Exception) -> typer.Exit:
+    """Print the problem; exit 75 when a server did not answer (retryable), else 1."""
+    retry = isinstance(problem, UnreachableError)
+    label = "unreachable (retry later)" if retry else "error"
+    err.print(f"[bold red]{label}:[/] {problem}", highlight=False)
+    return typer.Exit(code=EXIT_RETRYABLE if retry else EXIT_ERROR)
 
 
 def _emit_json(data: Any) -> None:
@@ -146,7 +149,7 @@ def main(
         if profile is not None:
             settings.data.profile = profile
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     configure_logging(settings.log_level)
     # MLflow draws its own progress bars on stderr; ours are enough.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -239,7 +242,7 @@ def generate(
             result = write_generated(config, out_file, progress=lambda n: bar.advance(task, n))
         seconds = time.perf_counter() - started
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     summary = {
         "loans": str(result.loans),
         "truth": str(result.truth),
@@ -302,7 +305,7 @@ def ingest_command(
     except NothingToDo as exc:
         raise _skipped(exc, as_json) from None
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     if as_json:
         _emit_json({"batches": [r.as_dict() for r in results], "warehouse": status.as_dict()})
         return
@@ -349,7 +352,7 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     try:
         result = run_status(_settings(ctx))
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     if as_json:
         _emit_json(result.as_dict())
         return
@@ -426,7 +429,7 @@ def train_command(
     except NothingToDo as exc:
         raise _skipped(exc, as_json) from None
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     if as_json:
         _emit_json(result.as_dict())
         return
@@ -483,7 +486,7 @@ def models(ctx: typer.Context, as_json: JsonOption = False) -> None:
     try:
         found = registry.versions(_settings(ctx))
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     if as_json:
         _emit_json([v.as_dict() for v in found])
         return
@@ -546,7 +549,7 @@ def promote_command(
     except NothingToDo as exc:
         raise _skipped(exc, as_json) from None
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     if as_json:
         _emit_json(result.as_dict())
     else:
@@ -591,7 +594,7 @@ def rollback_command(
     try:
         old, new = rollback(_settings(ctx), reason=reason)
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     if as_json:
         _emit_json({"from_version": old, "to_version": new})
         return
@@ -642,7 +645,7 @@ def score_command(
     except NothingToDo as exc:
         raise _skipped(exc, as_json) from None
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     if as_json:
         _emit_json(runs[0].as_dict() if not Path(source).is_dir() else [r.as_dict() for r in runs])
         return
@@ -677,7 +680,7 @@ def outcomes_command(
     try:
         result = load_outcomes(_settings(ctx), source)
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     if as_json:
         _emit_json(result.as_dict())
         return
@@ -723,7 +726,7 @@ def monitor_command(
     except NothingToDo as exc:
         raise _skipped(exc, as_json) from None
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     if as_json:
         _emit_json(result.as_dict())
     else:
@@ -849,7 +852,7 @@ def profiles_show(
     try:
         profile = load_profile(name)
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     if as_json:
         _emit_json(profile.model_dump(mode="json"))
         return
@@ -895,13 +898,15 @@ def pipeline_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Ingests new files from the landing folder (<home>/landing), trains when gold changed,
     promotes @staging through the gates, scores new files in <home>/applications and
-    monitors the last 30 days. Each step says why when it skips. Exit 1 when a step fails.
+    monitors the last 30 days. Each step says why when it skips. Exit 1 when a step fails,
+    75 when it failed because the database or MLflow server did not answer.
     """
     result = _run_pipeline(_settings(ctx), quiet=as_json)
     if as_json:
         _emit_json(result.as_dict())
     if result.failed:
-        raise typer.Exit(code=EXIT_ERROR)
+        retry = any(s.retryable for s in result.steps)
+        raise typer.Exit(code=EXIT_RETRYABLE if retry else EXIT_ERROR)
 
 
 def _run_pipeline(settings: Settings, *, quiet: bool) -> PipelineResult:
@@ -976,7 +981,7 @@ def demo(
                 task = bar.add_task(f"generating {target.name}", total=config.rows)
                 write_generated(config, target, progress=functools.partial(bar.advance, task))
     except LoanriskError as exc:
-        raise _fail(str(exc)) from exc
+        raise _fail(exc) from exc
     result = _run_pipeline(settings, quiet=False)
     if result.failed:
         raise typer.Exit(code=EXIT_ERROR)

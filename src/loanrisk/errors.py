@@ -21,5 +21,9 @@ class WarehouseError(LoanriskError):
     """The warehouse is unreachable or in a state that forbids the operation."""
 
 
+class UnreachableError(WarehouseError):
+    """A server (the warehouse database, the MLflow server) did not answer: retry later."""
+
+
 class NothingToDo(LoanriskError):
     """A step found nothing new to work on; schedulers and the pipeline report it as skipped."""

@@ -20,7 +20,7 @@ from loanrisk.config import Settings
 from loanrisk.constants import Alias
 from loanrisk.data.generate import TRUTH_SUFFIX
 from loanrisk.data.readers import SUFFIXES
-from loanrisk.errors import LoanriskError, NothingToDo
+from loanrisk.errors import LoanriskError, NothingToDo, UnreachableError
 from loanrisk.modeling.train import TrainResult, data_fingerprint, train
 from loanrisk.monitoring.monitor import MonitorResult, monitor, pending
 from loanrisk.promotion import PromotionResult, promote
@@ -212,6 +212,7 @@ class StepResult:
     note: str = ""
     seconds: float = 0.0
     result: Any = None
+    retryable: bool = False  # failed because a server did not answer
 
 
 @dataclass
@@ -278,7 +279,9 @@ def run_pipeline(settings: Settings, hooks: PipelineHooks | None = None) -> Pipe
         except NothingToDo as exc:
             step = StepResult(name, "skipped", note=str(exc))
         except LoanriskError as exc:
-            step = StepResult(name, "failed", note=str(exc))
+            step = StepResult(
+                name, "failed", note=str(exc), retryable=isinstance(exc, UnreachableError)
+            )
         step.seconds = round(time.perf_counter() - step_started, 2)
         result.steps.append(step)
         if hooks.on_step is not None:

@@ -15,11 +15,23 @@ from mlflow.tracking import MlflowClient
 
 from loanrisk.config import Settings
 from loanrisk.constants import Alias
-from loanrisk.errors import LoanriskError
+from loanrisk.errors import LoanriskError, UnreachableError
 
 
 class RegistryError(LoanriskError):
-    """The registry is unreachable or lacks the version or alias asked for."""
+    """The registry lacks the version or alias asked for, or refused the operation."""
+
+
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish")
+
+
+def _failure(exc: MlflowException, doing: str) -> LoanriskError:
+    """UnreachableError when the tracking server did not answer (retry), else RegistryError."""
+    text = str(exc)
+    if any(marker in text for marker in _UNREACHABLE):
+        return UnreachableError(f"{doing}: the MLflow server did not answer ({text[:300]})")
+    return RegistryError(f"{doing}: {exc.message}")
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ def register(settings: Settings, *, model_uri: str, tags: dict[str, str]) -> str
         version = mlflow.register_model(model_uri, name, tags=tags).version
         client.set_registered_model_alias(name, Alias.STAGING, version)
     except MlflowException as exc:
-        raise RegistryError(f"cannot register {model_uri} as {name}: {exc.message}") from exc
+        raise _failure(exc, f"cannot register {model_uri} as {name}") from exc
     return str(version)
 
 
@@ -72,7 +84,7 @@ def versions(settings: Settings) -> list[VersionInfo]:
         found = client.search_model_versions(f"name = '{name}'")
         aliases = client.get_registered_model(name).aliases if found else {}
     except MlflowException as exc:
-        raise RegistryError(f"cannot list versions of {name}: {exc.message}") from exc
+        raise _failure(exc, f"cannot list versions of {name}") from exc
     by_version: dict[str, list[str]] = {}
     for alias, version in (aliases or {}).items():
         by_version.setdefault(str(version), []).append(alias)
@@ -85,8 +97,10 @@ def by_alias(settings: Settings, alias: str) -> VersionInfo | None:
     client = connect(settings)
     try:
         return _info(client.get_model_version_by_alias(settings.mlflow.model_name, alias))
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND:
+            return None
+        raise _failure(exc, f"cannot read @{alias} of {settings.mlflow.model_name}") from exc
 
 
 def get(settings: Settings, version: str) -> VersionInfo:
@@ -94,9 +108,7 @@ def get(settings: Settings, version: str) -> VersionInfo:
     try:
         return _info(client.get_model_version(settings.mlflow.model_name, version))
     except MlflowException as exc:
-        raise RegistryError(
-            f"{settings.mlflow.model_name} has no version {version}: {exc.message}"
-        ) from exc
+        raise _failure(exc, f"{settings.mlflow.model_name} has no version {version}") from exc
 
 
 def set_alias(settings: Settings, alias: str, version: str) -> None:
@@ -119,7 +131,7 @@ def load(settings: Settings, version: str) -> Any:
     try:
         return mlflow.pyfunc.load_model(model_uri(settings, version))
     except MlflowException as exc:
-        raise RegistryError(f"cannot load version {version}: {exc.message}") from exc
+        raise _failure(exc, f"cannot load version {version}") from exc
 
 
 def load_bundle(settings: Settings, version: str) -> Any:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import free_port
+
 pytestmark = pytest.mark.integration
 LOANRISK = str(Path(sys.executable).with_name("loanrisk"))
 
@@ -155,3 +157,26 @@ def test_train_without_data_says_what_to_do(tmp_path: Path):
     result = run("train", home=tmp_path / "home")
     assert result.returncode == 1
     assert "ingest loan files first" in result.stderr
+
+
+def test_unreachable_servers_exit_75_so_schedulers_retry(tmp_path: Path):
+    closed = free_port()
+    warehouse = run(
+        "status",
+        home=tmp_path / "home",
+        env={"LOANRISK_WAREHOUSE__URL": f"postgresql+psycopg://postgres@127.0.0.1:{closed}/x"},
+    )
+    assert warehouse.returncode == 75, warehouse.stderr
+    assert "cannot reach the warehouse" in warehouse.stderr
+    mlflow = run(
+        "models",
+        home=tmp_path / "home",
+        env={
+            "LOANRISK_MLFLOW__TRACKING_URI": f"http://127.0.0.1:{closed}",
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        },
+    )
+    assert mlflow.returncode == 75, mlflow.stderr
+    assert "MLflow server did not answer" in mlflow.stderr
+    # A plain mistake is not retryable.
+    assert run("ingest", str(tmp_path / "missing.csv"), home=tmp_path / "home").returncode == 1

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from loanrisk.config import Settings, mask_url
 from loanrisk.constants import Table
-from loanrisk.errors import WarehouseError
+from loanrisk.errors import UnreachableError, WarehouseError
 from loanrisk.profiles.loader import load_profile, profile_fingerprint
 from loanrisk.profiles.model import Profile
 
@@ -55,7 +55,7 @@ def migrate(engine: sa.Engine, profile: Profile) -> None:
             config.attributes["profile"] = profile
             command.upgrade(config, "head")
     except OperationalError as exc:
-        raise WarehouseError(
+        raise UnreachableError(
             f"cannot reach the warehouse at {mask_url(str(engine.url.render_as_string(False)))}: "
             f"{exc.orig}"
         ) from exc
