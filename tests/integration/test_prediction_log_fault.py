@@ -106,6 +106,7 @@ def test_service_answers_through_a_database_outage_and_loses_nothing(served_home
         LOANRISK_SERVING__LOG_RETRY_SECONDS="0.5",
     )
     answered = 0
+    counting = threading.Lock()  # `answered += n` from several threads can lose updates
     failures: list[str] = []
     stop = threading.Event()
 
@@ -115,7 +116,8 @@ def test_service_answers_through_a_database_outage_and_loses_nothing(served_home
             while not stop.is_set():
                 response = c.post("/v1/predict", json=[APPLICATION] * 5)
                 if response.status_code == 200:
-                    answered += len(response.json()["predictions"])
+                    with counting:
+                        answered += len(response.json()["predictions"])
                 else:
                     failures.append(f"{response.status_code}: {response.text[:200]}")
 

@@ -207,6 +207,7 @@ def test_alias_move_during_traffic_and_complete_log(served_home, tmp_path):
     failures: list[str] = []
     versions: list[str] = []
     answered = 0
+    counting = threading.Lock()  # `answered += 1` from several threads can lose updates
     stop = threading.Event()
 
     def traffic() -> None:
@@ -218,7 +219,8 @@ def test_alias_move_during_traffic_and_complete_log(served_home, tmp_path):
                     failures.append(f"{response.status_code} {response.text[:200]}")
                     continue
                 versions.append(response.json()["predictions"][0]["model"]["version"])
-                answered += 1
+                with counting:
+                    answered += 1
 
     engine = sa.create_engine(settings.warehouse_url)
     time.sleep(0.5)  # rows of earlier tests are flushed by now
