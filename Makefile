@@ -38,6 +38,7 @@ $(AIRFLOW_STAMP): airflow/requirements.lock
 airflow-venv: $(AIRFLOW_STAMP)
 
 airflow: $(STAMP) $(AIRFLOW_STAMP)  ## Airflow UI on http://localhost:8080 (login printed by standalone)
+	PATH=$(abspath $(AIRFLOW_VENV)/bin):$$PATH \
 	AIRFLOW_HOME=$(AIRFLOW_HOME) \
 	AIRFLOW__CORE__DAGS_FOLDER=$(abspath airflow/dags) \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
