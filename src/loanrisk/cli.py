@@ -115,9 +115,8 @@ def run() -> None:
         err.print(f"[bold red]infrastructure error (retryable):[/] {exc}", highlight=False)
         sys.exit(EXIT_RETRYABLE)
     except MlflowException as exc:
-        text = str(exc)
-        if "Max retries exceeded" in text or "Connection refused" in text:
-            err.print(f"[bold red]MLflow unreachable (retryable):[/] {text}", highlight=False)
+        if registry.unreachable(exc):
+            err.print(f"[bold red]MLflow unreachable (retryable):[/] {exc}", highlight=False)
             sys.exit(EXIT_RETRYABLE)
         raise
 
@@ -712,7 +711,7 @@ def monitor_command(
     Writes an HTML report and a JSON summary under <home>/reports and a monitoring_runs row;
     alerts go to the log and LOANRISK_MONITORING__WEBHOOK_URL.
     """
-    from loanrisk.pipeline import run_monitor
+    from loanrisk.monitoring.monitor import monitor
 
     try:
         amount, unit = float(window[:-1]), window[-1]
@@ -722,7 +721,7 @@ def monitor_command(
     if fail_on not in (None, "drift", "performance", "any"):
         raise _fail("--fail-on must be drift, performance or any")
     try:
-        result = run_monitor(_settings(ctx), days=days, if_new=if_new)
+        result = monitor(_settings(ctx), days=days, if_new=if_new)
     except NothingToDo as exc:
         raise _skipped(exc, as_json) from None
     except LoanriskError as exc:

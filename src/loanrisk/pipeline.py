@@ -22,7 +22,7 @@ from loanrisk.data.generate import TRUTH_SUFFIX
 from loanrisk.data.readers import SUFFIXES
 from loanrisk.errors import LoanriskError, NothingToDo, UnreachableError
 from loanrisk.modeling.train import TrainResult, data_fingerprint, train
-from loanrisk.monitoring.monitor import MonitorResult, monitor, pending
+from loanrisk.monitoring.monitor import monitor
 from loanrisk.promotion import PromotionResult, promote
 from loanrisk.warehouse.engine import open_warehouse
 from loanrisk.warehouse.ingest import (
@@ -86,29 +86,31 @@ def run_train(
             raise LoanriskError(
                 "gold has no labelled rows: ingest loan files first ('loanrisk ingest FILE')"
             )
+        fingerprint = data_fingerprint(gold)
         if if_new_data:
-            _require_new_data(settings, gold)
+            _require_new_data(settings, fingerprint)
         return train(
             settings,
             gold,
             warehouse.profile,
             raw_example=lambda ids: raw_rows(warehouse.engine, ids),
             progress=progress,
+            fingerprint=fingerprint,
         )
     finally:
         warehouse.engine.dispose()
 
 
-def _require_new_data(settings: Settings, gold: pd.DataFrame) -> None:
+def _require_new_data(settings: Settings, fingerprint: dict[str, Any]) -> None:
     found = registry.versions(settings)
     if not found:
         return
     newest = max(found, key=lambda v: int(v.version))
-    content_hash = data_fingerprint(gold)["content_hash"]
+    content_hash = fingerprint["content_hash"]
     if newest.tags.get("data_hash") == content_hash:
         raise NothingToDo(
             f"gold is unchanged since version {newest.version} was trained "
-            f"({len(gold):,} labelled rows, data hash {content_hash})"
+            f"({fingerprint['rows']:,} labelled rows, data hash {content_hash})"
         )
 
 
@@ -155,7 +157,7 @@ def _require_new_challenger(settings: Settings) -> None:
         )
 
 
-def application_files(folder: Path) -> list[Path]:
+def data_files(folder: Path) -> list[Path]:
     """Loan or application files in ``folder`` (sorted), without generator truth sidecars."""
     if not folder.is_dir():
         return []
@@ -173,7 +175,7 @@ def run_score_folder(
     settings: Settings, folder: Path, *, progress: Progress | None = None
 ) -> list[ScoringRun]:
     """Score every application file in ``folder`` with @production (each at most once)."""
-    files = application_files(folder)
+    files = data_files(folder)
     if not files:
         raise NothingToDo(f"no application files in {folder}")
     if registry.by_alias(settings, Alias.PRODUCTION) is None:
@@ -184,23 +186,6 @@ def run_score_folder(
             f"every file in {folder} is already scored by version {runs[0].model_version}"
         )
     return runs
-
-
-def run_monitor(
-    settings: Settings, *, days: float | None = None, if_new: bool = False
-) -> MonitorResult:
-    """Monitor the window; with ``if_new``, raise NothingToDo when nothing changed since."""
-    if if_new:
-        if registry.by_alias(settings, Alias.PRODUCTION) is None:
-            raise NothingToDo(f"no model is @{Alias.PRODUCTION} yet")
-        warehouse = open_warehouse(settings)
-        try:
-            why_not = pending(settings, warehouse.engine, days=days)
-        finally:
-            warehouse.engine.dispose()
-        if why_not:
-            raise NothingToDo(why_not)
-    return monitor(settings, days=days)
 
 
 @dataclass
@@ -267,7 +252,7 @@ def run_pipeline(settings: Settings, hooks: PipelineHooks | None = None) -> Pipe
         "score": lambda: run_score_folder(
             settings, settings.applications_dir, progress=hooks.file_progress
         ),
-        "monitor": lambda: run_monitor(settings, if_new=True),
+        "monitor": lambda: monitor(settings, if_new=True),
     }
     result = PipelineResult()
     started = time.perf_counter()
@@ -294,7 +279,7 @@ def run_pipeline(settings: Settings, hooks: PipelineHooks | None = None) -> Pipe
 
 def landing_files(settings: Settings) -> list[str]:
     """The loan files in the landing folder (NothingToDo when there are none)."""
-    files = application_files(settings.landing_dir)
+    files = data_files(settings.landing_dir)
     if not files:
         raise NothingToDo(f"no loan files in {settings.landing_dir}")
     return [str(f) for f in files]

@@ -26,11 +26,16 @@ _NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 _UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish")
 
 
+def unreachable(exc: MlflowException) -> bool:
+    """Whether MLflow failed because its tracking server did not answer (worth a retry)."""
+    text = str(exc)
+    return any(marker in text for marker in _UNREACHABLE)
+
+
 def _failure(exc: MlflowException, doing: str) -> LoanriskError:
     """UnreachableError when the tracking server did not answer (retry), else RegistryError."""
-    text = str(exc)
-    if any(marker in text for marker in _UNREACHABLE):
-        return UnreachableError(f"{doing}: the MLflow server did not answer ({text[:300]})")
+    if unreachable(exc):
+        return UnreachableError(f"{doing}: the MLflow server did not answer ({str(exc)[:300]})")
     return RegistryError(f"{doing}: {exc.message}")
 
 

@@ -108,6 +108,7 @@ def train(
     *,
     raw_example: Callable[[list[str]], pd.DataFrame],
     progress: Progress | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train every candidate on ``gold``, log to MLflow, register the winner at @staging.
 
@@ -129,7 +130,7 @@ def train(
         part: (model_frame(getattr(split, part), spec), getattr(split, part)[LABEL].to_numpy())
         for part in ("train", "valid", "test")
     }
-    fingerprint = data_fingerprint(gold)
+    fingerprint = fingerprint or data_fingerprint(gold)
 
     registry.connect(settings)
     experiment = _experiment(settings)

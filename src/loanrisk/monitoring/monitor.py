@@ -26,7 +26,7 @@ from loanrisk import registry
 from loanrisk.batch import load_bundle
 from loanrisk.config import Settings
 from loanrisk.constants import Alias
-from loanrisk.errors import LoanriskError
+from loanrisk.errors import LoanriskError, NothingToDo
 from loanrisk.modeling.evaluate import GRADES, ks_statistic
 from loanrisk.monitoring.psi import band, psi
 from loanrisk.warehouse.engine import open_warehouse
@@ -65,11 +65,23 @@ class MonitorResult:
 
 
 def monitor(
-    settings: Settings, *, days: float | None = None, until: datetime | None = None
+    settings: Settings,
+    *,
+    days: float | None = None,
+    until: datetime | None = None,
+    if_new: bool = False,
 ) -> MonitorResult:
-    """Compare the last ``days`` of predictions with the production model's reference."""
+    """Compare the last ``days`` of predictions with the production model's reference.
+
+    With ``if_new``, raise NothingToDo when no model is in production or nothing arrived
+    since the last run (see ``pending``).
+    """
     warehouse = open_warehouse(settings)
     try:
+        if if_new:
+            why_not = pending(settings, warehouse.engine, days=days)
+            if why_not:
+                raise NothingToDo(why_not)
         return _monitor(settings, warehouse.engine, days=days, until=until)
     finally:
         warehouse.engine.dispose()
@@ -78,12 +90,14 @@ def monitor(
 def pending(settings: Settings, engine: sa.Engine, *, days: float | None = None) -> str | None:
     """Why a monitoring run now would add nothing (None when it would).
 
-    Nothing to add: no prediction in the window, or no prediction and no outcome arrived
-    since the last run for the same production version.
+    Nothing to add: no production model, no prediction in the window, or no prediction and
+    no outcome arrived since the last run for the same production version.
     """
     end = datetime.now(UTC)
     start = end - timedelta(days=days if days is not None else settings.monitoring.window_days)
     version = registry.by_alias(settings, Alias.PRODUCTION)
+    if version is None:
+        return f"no model is @{Alias.PRODUCTION} yet"
     with engine.connect() as conn:
         newest = conn.execute(
             sa.select(sa.func.max(predictions.c.created_at)).where(
@@ -94,7 +108,7 @@ def pending(settings: Settings, engine: sa.Engine, *, days: float | None = None)
             return f"no predictions since {start:%Y-%m-%d %H:%M} UTC: score applications first"
         last_run = conn.execute(
             sa.select(sa.func.max(monitoring_runs.c.created_at)).where(
-                monitoring_runs.c.model_version == (version.version if version else None)
+                monitoring_runs.c.model_version == version.version
             )
         ).scalar()
         if last_run is None:
@@ -104,7 +118,7 @@ def pending(settings: Settings, engine: sa.Engine, *, days: float | None = None)
     if max(changed) <= _utc(last_run):
         return (
             f"no new prediction or outcome since the last monitoring run of version "
-            f"{version.version if version else '?'} ({_utc(last_run):%Y-%m-%d %H:%M} UTC)"
+            f"{version.version} ({_utc(last_run):%Y-%m-%d %H:%M} UTC)"
         )
     return None
 
@@ -371,7 +385,7 @@ def _alert(result: MonitorResult, settings: Settings) -> None:
 
 
 def latest(engine: sa.Engine) -> dict[str, Any] | None:
-    """The newest monitoring run's headline figures (for /metrics)."""
+    """The newest monitoring run's headline figures (for /metrics), times in UTC."""
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(
@@ -383,7 +397,11 @@ def latest(engine: sa.Engine) -> dict[str, Any] | None:
             .order_by(monitoring_runs.c.created_at.desc())
             .limit(1)
         ).first()
-    return None if row is None else dict(row._mapping)
+    if row is None:
+        return None
+    figures = dict(row._mapping)
+    figures["created_at"] = _utc(figures["created_at"])
+    return figures
 
 
 def latest_summary(engine: sa.Engine) -> dict[str, Any] | None:

@@ -437,8 +437,6 @@ def refresh_gauges(state: Any) -> None:
     if latest is not None:
         service.drifted_share.set(latest["drifted_share"])
         service.score_psi.set(latest["score_psi"])
-        created = latest["created_at"]
-        created = created if created.tzinfo else created.replace(tzinfo=UTC)
-        service.monitoring_last_run.set(created.timestamp())
+        service.monitoring_last_run.set(latest["created_at"].timestamp())
         if latest["realised_auc"] is not None:
             service.realised_auc.set(latest["realised_auc"])

@@ -33,13 +33,13 @@ def insert_new_rows(conn: sa.Connection, table: sa.Table, rows: list[dict], *, k
     """
     if not rows:
         return
-    arrow = _to_arrow(table, pa.Table.from_pylist(rows))
-    quote = conn.dialect.identifier_preparer.quote
-    target, listed = quote(table.name), ", ".join(quote(c) for c in arrow.column_names)
     if conn.dialect.name != "postgresql":
         insert = sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
         conn.execute(insert, rows)
         return
+    arrow = _to_arrow(table, pa.Table.from_pylist(rows))
+    quote = conn.dialect.identifier_preparer.quote
+    target, listed = quote(table.name), ", ".join(quote(c) for c in arrow.column_names)
     stage = quote(f"stage_{table.name}")
     conn.exec_driver_sql(
         f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {listed} FROM {target} WHERE 1 = 0"
