@@ -19,18 +19,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from loanrisk import registry
 from loanrisk.config import Settings
 from loanrisk.constants import LABEL, LOAN_ID, Alias, Table
+from loanrisk.data.jsonrows import arrow_column, frame_objects, json_literals, json_objects
 from loanrisk.data.readers import describe, expand_sources, read_chunks
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.package import ScoringBundle
-from loanrisk.warehouse.bulk import write_frame
+from loanrisk.warehouse.bulk import write_arrow
 from loanrisk.warehouse.engine import make_engine, open_warehouse
 from loanrisk.warehouse.ingest import BackgroundWriter, Progress
 from loanrisk.warehouse.schema import predictions, scoring_runs
@@ -119,23 +122,19 @@ def score_file(
         started_at, started = datetime.now(UTC), time.perf_counter()
         if progress is not None:
             progress.start(label, size)
-        writer: pq.ParquetWriter | None = None
+        outputs = _ChunkWriter(partial, run, name, version, started_at)
         try:
             with warehouse.engine.begin() as conn:
-                # Database writes run on a background thread while the next chunk is scored.
-                background = BackgroundWriter(conn, depth=1)
+                # Output rows are built and written (Parquet, then the predictions table)
+                # on a background thread while the next chunk is scored: Arrow kernels and
+                # COPY release the GIL.
+                background = BackgroundWriter(conn, depth=2)
                 try:
                     for chunk in chunks(progress.advance if progress else None):
-                        table, rows = _score_chunk(bundle, chunk, run, name, version, started_at)
-                        writer = writer or pq.ParquetWriter(partial, table.schema)
-                        writer.write_table(table)
-                        if len(rows):
-                            background.submit(_writes(rows))
+                        background.submit(outputs.job(_score_chunk(bundle, chunk, run)))
                 finally:
                     background.close()
-                if writer is not None:
-                    writer.close()
-                    writer = None
+                outputs.close()
                 run.seconds = round(time.perf_counter() - started, 3)
                 run.output = str(output.resolve())
                 conn.execute(
@@ -156,8 +155,7 @@ def score_file(
                 )
                 partial.replace(output)
         finally:
-            if writer is not None:
-                writer.close()
+            outputs.close()
             partial.unlink(missing_ok=True)
             if progress is not None:
                 progress.finish()
@@ -216,65 +214,140 @@ def _resolve_input(
     return raw_file.url, raw_file.content_hash, raw_file.size, from_file
 
 
-def _writes(rows: pd.DataFrame) -> Any:
-    def write(conn: sa.Connection) -> None:
-        write_frame(conn, predictions, rows)
+@dataclass
+class _Scored:
+    """One scored chunk: the model's answers and what the prediction log needs."""
 
-    return write
+    out: pd.DataFrame  # one row per input row, indexed by source row
+    chunk: pd.DataFrame  # the rows as read
+    fields: list[str]  # the chunk's columns the model reads
+    features: pd.DataFrame  # the model inputs of the valid rows, in row order
+    valid: np.ndarray
 
 
-def _score_chunk(
-    bundle: ScoringBundle,
-    chunk: pd.DataFrame,
-    run: ScoringRun,
-    name: str,
-    version: str,
-    now: datetime,
-) -> tuple[pa.Table, pd.DataFrame]:
+def _score_chunk(bundle: ScoringBundle, chunk: pd.DataFrame, run: ScoringRun) -> _Scored:
+    """Score one chunk; everything else (ids, JSON, Arrow, writes) is the writer's job."""
     out, features = bundle.predict_with_features(chunk)
     out.index = chunk.index
-    # Deterministic ids: the run id (input hash + model version) and the source row.
-    ids = [f"{run.scoring_run_id[:20]}{row:012x}" for row in chunk.index]
-    out.insert(0, "prediction_id", ids)
-    out.insert(1, "source_row", chunk.index.to_numpy())
-    out["reasons"] = out["reasons"].map(lambda r: json.dumps(r) if isinstance(r, list) else None)
     valid = out["pd"].notna().to_numpy()
     run.rows_in += len(chunk)
     run.rows_scored += int(valid.sum())
     run.rows_invalid += int((~valid).sum())
-    table = pa.Table.from_pandas(out.astype({"default_class": "Int64"}), preserve_index=False)
-    if not valid.any():
-        return table, pd.DataFrame()
-    scored = out[valid]
+    if not features.index.is_monotonic_increasing:
+        features = features.sort_index()
     # The application as sent: the fields the model takes (not outcome columns of the file).
     fields = [c for c in chunk.columns if c in bundle.input_fields()]
-    inputs = chunk.loc[valid, fields].to_json(orient="records", lines=True).splitlines()
-    features.index = chunk.index[features.index.to_numpy()]
-    feature_json = features.loc[scored.index].to_json(orient="records", lines=True).splitlines()
-    rows = pd.DataFrame(
-        {
-            "prediction_id": scored["prediction_id"].to_numpy(),
-            "request_id": run.scoring_run_id,
+    return _Scored(out, chunk, fields, features, valid)
+
+
+_OUTPUT_SCHEMA = pa.schema(
+    [
+        ("prediction_id", pa.string()),
+        ("source_row", pa.int64()),
+        ("loan_id", pa.string()),
+        ("pd", pa.float64()),
+        ("default_class", pa.int64()),
+        ("decision", pa.string()),
+        ("grade", pa.string()),
+        ("reasons", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+class _ChunkWriter:
+    """Turns scored chunks into the Parquet output and ``predictions`` rows, in order."""
+
+    def __init__(
+        self,
+        path: Path,
+        run: ScoringRun,
+        name: str,
+        version: str,
+        now: datetime,
+    ) -> None:
+        self._path, self._run, self._now = path, run, now
+        self._name, self._version = name, version
+        self._parquet: pq.ParquetWriter | None = None
+
+    def job(self, scored: _Scored) -> Callable[[sa.Connection], None]:
+        return lambda conn: self._write(conn, scored)
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+
+    def _write(self, conn: sa.Connection, scored: _Scored) -> None:
+        table = self._output_table(scored.out)
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self._path, _OUTPUT_SCHEMA)
+        self._parquet.write_table(table)
+        if scored.valid.any():
+            rows, constants = self._prediction_rows(table, scored)
+            write_arrow(conn, predictions, rows, constants=constants)
+
+    def _output_table(self, out: pd.DataFrame) -> pa.Table:
+        rows = out.index.to_numpy()
+        reasons = pa.array(out["reasons"].to_numpy(), pa.list_(pa.string()), from_pandas=True)
+        columns = {
+            "prediction_id": _prediction_ids(self._run.scoring_run_id, rows),
+            "source_row": pa.array(rows, pa.int64()),
+            "loan_id": pc.cast(arrow_column(out["loan_id"]), pa.string()),
+            "pd": pa.array(out["pd"].to_numpy(), pa.float64()),
+            "default_class": pa.array(out["default_class"], pa.int64(), from_pandas=True),
+            "decision": pa.array(out["decision"], pa.string(), from_pandas=True),
+            "grade": pa.array(out["grade"], pa.string(), from_pandas=True),
+            "reasons": pc.if_else(reasons.is_null(), None, json_literals(reasons)),
+            "error": pa.array(out["error"], pa.string(), from_pandas=True),
+        }
+        return pa.table(columns, schema=_OUTPUT_SCHEMA)
+
+    def _prediction_rows(self, table: pa.Table, scored: _Scored) -> tuple[pa.Table, dict[str, Any]]:
+        """(the valid rows' own columns, the columns that are the same for all of them)."""
+        mask = pa.array(scored.valid)
+        valid = table.filter(mask)
+        # JSON of every row, then one filter (cheaper than filtering each field).
+        inputs = [arrow_column(scored.chunk[field]) for field in scored.fields]
+        rows = {
+            "prediction_id": valid["prediction_id"],
+            "loan_id": valid["loan_id"],
+            "input": pc.filter(json_objects(scored.fields, inputs), mask),
+            "features": frame_objects(scored.features),
+            "pd": valid["pd"],
+            "default_class": pc.cast(valid["default_class"], pa.int16()),
+            "decision": valid["decision"],
+            "grade": valid["grade"],
+            "reasons": valid["reasons"],
+        }
+        run_id = self._run.scoring_run_id
+        constants = {
+            "request_id": run_id,
             "client_id": None,
-            "loan_id": scored["loan_id"].astype(str).to_numpy(),
-            "model_name": name,
-            "model_version": version,
+            "model_name": self._name,
+            "model_version": self._version,
             "run_id": None,
             "alias": Alias.PRODUCTION.value,
-            "input": inputs,
-            "features": feature_json,
-            "pd": scored["pd"].to_numpy(),
-            "default_class": scored["default_class"].astype(int).to_numpy(),
-            "decision": scored["decision"].to_numpy(),
-            "grade": scored["grade"].to_numpy(),
-            "reasons": scored["reasons"].to_numpy(),
             "latency_ms": None,
             "source": "batch",
-            "scoring_run_id": run.scoring_run_id,
-            "created_at": now,
+            "scoring_run_id": run_id,
+            "created_at": self._now,
         }
+        return pa.table(rows), constants
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+_NIBBLES = np.arange(44, -1, -4, dtype=np.int64)
+
+
+def _prediction_ids(run_id: str, rows: np.ndarray) -> pa.Array:
+    """Deterministic ids: the run id's first 20 characters, then the source row in 12 hex
+    digits (the run id already stands for the input's hash and the model version)."""
+    digits = np.ascontiguousarray(_HEX[(rows.astype(np.int64)[:, None] >> _NIBBLES) & 0xF])
+    hexes = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(12), len(rows), [None, pa.py_buffer(digits)]
     )
-    return table, rows
+    return pc.binary_join_element_wise(run_id[:20], hexes.cast(pa.binary()).cast(pa.string()), "")
 
 
 def latest_run(settings: Settings) -> dict[str, Any] | None:

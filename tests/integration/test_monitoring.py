@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sklearn.metrics import roc_auc_score
 
+from loanrisk import registry
 from loanrisk.batch import latest_run, score_file
 from loanrisk.config import Settings, get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
@@ -78,6 +79,55 @@ def test_scoring_is_streamed_logged_and_idempotent(monitored, tmp_path):
     assert latest_run(settings)["scoring_run_id"] == run.scoring_run_id
     again = score_file(settings, str(folder / "same.csv"))
     assert again.skipped and count(settings, "predictions") == run.rows_scored
+
+
+@pytest.mark.parametrize(
+    "warehouse", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_batch_log_rows_hold_the_application_and_model_inputs(
+    monitored, tmp_path, warehouse, request
+):
+    """What a batch run puts in `predictions` (COPY on PostgreSQL, inserts on SQLite):
+    the input fields as read, the model inputs and answers the packaged model gives."""
+    settings, folder = monitored
+    settings = copy_home(settings, tmp_path / "home")
+    if warehouse == "postgres":
+        settings.warehouse.url = SecretStr(request.getfixturevalue("postgres_url"))
+    settings.ingest.scoring_chunk_size = 1_500
+    run = score_file(settings, str(folder / "same.csv"))
+    engine = sa.create_engine(settings.warehouse_url)
+    with engine.connect() as conn:
+        logged = pd.read_sql_query(sa.text("SELECT * FROM predictions"), conn)
+    engine.dispose()
+    assert len(logged) == run.rows_scored and logged["prediction_id"].is_unique
+    assert set(logged["source"]) == {"batch"} and set(logged["request_id"]) == {run.scoring_run_id}
+    assert set(logged["model_version"]) == {run.model_version}
+    assert logged["client_id"].isna().all() and logged["latency_ms"].isna().all()
+    output = pd.read_parquet(run.output).set_index("prediction_id")
+    logged = logged.set_index("prediction_id")
+    assert (logged["pd"] == output.loc[logged.index, "pd"]).all()
+    assert (logged["reasons"] == output.loc[logged.index, "reasons"]).all()
+
+    raw = pd.read_csv(folder / "same.csv", dtype=str, keep_default_na=False)
+    raw.index = pd.RangeIndex(1, len(raw) + 1)
+    bundle = registry.load_bundle(settings, run.model_version)
+    out, features = bundle.predict_with_features(raw)
+    fields = [c for c in raw.columns if c in bundle.input_fields()]
+    sample = logged.sample(200, random_state=0)
+    for prediction_id, row in sample.iterrows():
+        source_row = int(output.loc[prediction_id, "source_row"])
+        # The reader keeps every field as text; an empty field is a null.
+        expected = {k: (v or None) for k, v in raw.loc[source_row, fields].items()}
+        assert json.loads(row["input"]) == expected
+        model_inputs = json.loads(row["features"])
+        assert list(model_inputs) == list(features.columns)
+        for name, value in features.loc[source_row - 1].items():
+            if pd.isna(value):
+                assert model_inputs[name] is None, name
+            else:
+                assert model_inputs[name] == value, name  # exact: shortest round-trip text
+        assert row["pd"] == out.loc[source_row - 1, "pd"]
+        assert json.loads(row["reasons"]) == out.loc[source_row - 1, "reasons"]
 
 
 def test_no_false_alarm_in_distribution(monitored, tmp_path):

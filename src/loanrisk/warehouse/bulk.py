@@ -1,9 +1,10 @@
-"""Bulk writes of frames: COPY on PostgreSQL, executemany on SQLite; keyed upserts."""
+"""Bulk writes: COPY (binary, else CSV) on PostgreSQL, executemany on SQLite; keyed upserts."""
 
 from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -11,6 +12,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
+
+from loanrisk.warehouse import pgcopy
 
 _COPY_PIECE = 4 << 20
 
@@ -21,8 +24,29 @@ def write_frame(
     """Append ``frame`` (columns named like ``table``'s) to ``table`` or to table ``into``."""
     if frame.empty:
         return
-    arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    _write_arrow(conn, table, _to_arrow(table, arrow), into)
+    write_arrow(conn, table, pa.Table.from_pandas(frame, preserve_index=False), into=into)
+
+
+def write_arrow(
+    conn: sa.Connection,
+    table: sa.Table,
+    arrow: pa.Table,
+    *,
+    into: str | None = None,
+    constants: dict[str, Any] | None = None,
+) -> None:
+    """Append an Arrow table (columns named like ``table``'s) to ``table`` or ``into``.
+
+    ``constants`` are columns with one value for every row (a run id, a timestamp): on
+    PostgreSQL their COPY fields are encoded once, not once per row.
+    """
+    if not arrow.num_rows:
+        return
+    if constants and conn.dialect.name != "postgresql":
+        for name, value in constants.items():
+            arrow = arrow.append_column(name, pa.repeat(pa.scalar(value), arrow.num_rows))
+        constants = None
+    _write_arrow(conn, table, _to_arrow(table, arrow), into, constants)
 
 
 def insert_new_rows(conn: sa.Connection, table: sa.Table, rows: list[dict], *, key: str) -> None:
@@ -52,13 +76,19 @@ def insert_new_rows(conn: sa.Connection, table: sa.Table, rows: list[dict], *, k
     conn.exec_driver_sql(f"DELETE FROM {stage}")
 
 
-def _write_arrow(conn: sa.Connection, table: sa.Table, arrow: pa.Table, into: str | None) -> None:
+def _write_arrow(
+    conn: sa.Connection,
+    table: sa.Table,
+    arrow: pa.Table,
+    into: str | None,
+    constants: dict[str, Any] | None = None,
+) -> None:
     name = into or table.name
     quote = conn.dialect.identifier_preparer.quote
-    columns = ", ".join(quote(c) for c in arrow.column_names)
     if conn.dialect.name == "postgresql":
-        _copy(conn, f"COPY {quote(name)} ({columns}) FROM STDIN WITH (FORMAT csv)", arrow)
+        _copy(conn, quote(name), arrow, constants or {})
         return
+    columns = ", ".join(quote(c) for c in arrow.column_names)
     marks = ", ".join("?" for _ in arrow.column_names)
     rows = list(zip(*(_sqlite_values(column) for column in arrow.columns), strict=True))
     conn.exec_driver_sql(f"INSERT INTO {quote(name)} ({columns}) VALUES ({marks})", rows)
@@ -138,15 +168,46 @@ def _to_arrow(table: sa.Table, arrow: pa.Table) -> pa.Table:
     return arrow
 
 
-def _copy(conn: sa.Connection, sql: str, arrow: pa.Table) -> None:
-    buffer = io.BytesIO()
-    pacsv.write_csv(arrow, buffer, write_options=pacsv.WriteOptions(include_header=False))
-    data = buffer.getbuffer()
+def _copy(conn: sa.Connection, relation: str, arrow: pa.Table, constants: dict[str, Any]) -> None:
+    """COPY ``arrow`` into ``relation``: binary when every column has an encoder, else CSV.
+
+    COPY runs on the driver's own connection; its errors are raised as SQLAlchemy's (a
+    dropped connection is invalidated), like every other statement's.
+    """
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(sql) as copy:
-        for start in range(0, len(data), _COPY_PIECE):
-            copy.write(data[start : start + _COPY_PIECE])
+    driver_error = conn.dialect.loaded_dbapi.Error
+    try:
+        _copy_rows(conn, raw, relation, arrow, constants)
+    except driver_error as exc:
+        lost = conn.dialect.is_disconnect(exc, raw, None)
+        if lost:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(
+            f"COPY {relation}", None, exc, driver_error, connection_invalidated=lost
+        ) from exc
+
+
+def _copy_rows(
+    conn: sa.Connection, raw: Any, relation: str, arrow: pa.Table, constants: dict[str, Any]
+) -> None:
+    quote = conn.dialect.identifier_preparer.quote
+    with raw.cursor() as cursor:
+        rows = pgcopy.encode(arrow, pgcopy.column_types(cursor, relation), constants)
+        columns = ", ".join(quote(c) for c in [*arrow.column_names, *constants])
+        if rows is not None:
+            with cursor.copy(f"COPY {relation} ({columns}) FROM STDIN (FORMAT binary)") as copy:
+                for piece in pgcopy.pieces(rows):
+                    copy.write(piece)
+            return
+        for name, value in constants.items():
+            arrow = arrow.append_column(name, pa.repeat(pa.scalar(value), arrow.num_rows))
+        buffer = io.BytesIO()
+        pacsv.write_csv(arrow, buffer, write_options=pacsv.WriteOptions(include_header=False))
+        data = buffer.getbuffer()
+        with cursor.copy(f"COPY {relation} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            for start in range(0, len(data), _COPY_PIECE):
+                copy.write(data[start : start + _COPY_PIECE])
 
 
 def _sqlite_values(column: pa.ChunkedArray) -> list[object]:

@@ -20,11 +20,11 @@ from typing import Any, Protocol
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from loanrisk.constants import BATCH_ID, LOAN_ID, SOURCE_ROW, Table
 from loanrisk.data.build import build_features
+from loanrisk.data.jsonrows import json_arrays
 from loanrisk.data.parsers import to_arrow_text
 from loanrisk.data.readers import RawFile, describe, expand_sources, read_chunks, read_header
 from loanrisk.data.refine import check_columns, drop_duplicate_ids, refine
@@ -270,31 +270,7 @@ def bronze_payload(raw: pd.DataFrame) -> pa.Array:
 
     The header itself is stored once, in ``ingestion_batches.columns``.
     """
-    parts: list[Any] = []
-    for i, name in enumerate(raw.columns):
-        escaped = text = to_arrow_text(raw[name])
-        if pc.any(pc.match_substring_regex(text, r'[\\"\x00-\x1f]')).as_py():
-            escaped = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
-            for char, code in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-                escaped = pc.replace_substring(escaped, char, code)
-        parts.append("[" if i == 0 else ",")
-        parts.append(pc.fill_null(pc.binary_join_element_wise('"', escaped, '"', ""), "null"))
-    parts.append("]")
-    payload = pc.binary_join_element_wise(*parts, "")
-    controls = pc.match_substring_regex(payload, r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-    if pc.any(controls).as_py():
-        # Rare control characters: let the json module escape those rows.
-        rows = ([None if pd.isna(v) else v for v in row] for row in raw.itertuples(index=False))
-        payload = pa.array(
-            [
-                json.dumps(list(row)) if bad else value
-                for bad, value, row in zip(
-                    controls.to_pylist(), payload.to_pylist(), rows, strict=True
-                )
-            ],
-            pa.string(),
-        )
-    return payload
+    return json_arrays([to_arrow_text(raw[name]) for name in raw.columns])
 
 
 @dataclass(frozen=True)
