@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from loanrisk.config import Settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.errors import InputFileError, WarehouseError
 from loanrisk.pipeline import open_warehouse, run_ingest, run_status
+from loanrisk.warehouse.engine import make_engine, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -170,6 +172,39 @@ def test_folders_globs_and_fsspec_urls(sqlite_settings, tmp_path, generated):
     assert status.reconciled
     with pytest.raises(InputFileError, match="no such file or folder"):
         run_ingest(sqlite_settings, [str(tmp_path / "absent.csv")])
+
+
+def test_processes_starting_together_migrate_one_at_a_time(warehouse_settings, profile):
+    """Service workers and replicas open the warehouse at the same moment: every one
+    succeeds and the schema is built once (without the lock, the losers of the race failed
+    with duplicate tables or 'expected to match one row' in alembic_version)."""
+    if warehouse_settings.warehouse.url is None:
+        warehouse_settings.ensure_home()
+    start = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def open_at_once() -> None:
+        engine = make_engine(warehouse_settings.warehouse_url)
+        try:
+            start.wait()
+            migrate(engine, profile)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=open_at_once, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "migrations deadlocked"
+    assert failures == []
+    engine = make_engine(warehouse_settings.warehouse_url)
+    with engine.connect() as conn:
+        versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    engine.dispose()
+    assert len(versions) == 1
 
 
 def test_a_warehouse_refuses_another_profile(sqlite_settings, generated, tmp_path):

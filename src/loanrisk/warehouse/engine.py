@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -42,10 +45,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# One PostgreSQL advisory lock id for every loanrisk migration ("loan" in ASCII).
+MIGRATION_LOCK = 0x6C6F616E
+
+
 def migrate(engine: sa.Engine, profile: Profile) -> None:
-    """Bring the schema to the latest revision; refuse a warehouse built for another profile."""
+    """Bring the schema to the latest revision; refuse a warehouse built for another profile.
+
+    Processes that start together (service workers, replicas, a CronJob) migrate one at a
+    time: a transaction-scoped advisory lock on PostgreSQL, a lock file beside a SQLite
+    database. The ones that wait find the schema current and change nothing.
+    """
     try:
-        with engine.begin() as conn:
+        with _sqlite_lock(engine), engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             _check_profile(conn, profile)
             config = Config()
             config.set_main_option(
@@ -59,6 +73,17 @@ def migrate(engine: sa.Engine, profile: Profile) -> None:
             f"cannot reach the warehouse at {mask_url(str(engine.url.render_as_string(False)))}: "
             f"{exc.orig}"
         ) from exc
+
+
+@contextmanager
+def _sqlite_lock(engine: sa.Engine) -> Iterator[None]:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def _check_profile(conn: sa.Connection, profile: Profile) -> None:
