@@ -1,5 +1,6 @@
 """Bulk writes on real warehouses: binary COPY on PostgreSQL round-trips every type it
-encodes, falls back to CSV where it cannot, and SQLite gets the same rows."""
+encodes, falls back to CSV where it cannot, SQLite gets the same rows, and the prediction
+log's appends never duplicate."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 
+from loanrisk.config import get_settings
+from loanrisk.serving.predlog import PredictionLog
 from loanrisk.warehouse import pgcopy
 from loanrisk.warehouse.bulk import write_arrow
+from loanrisk.warehouse.engine import open_warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +119,44 @@ def test_sqlite_gets_the_same_rows(tmp_path):
     assert len(rows) == 3 and rows[0][1] == '{"json": "with \\"quotes\\""}'
     assert (rows[0][3], rows[2][3]) == (1, -32768) and rows[0][8] == "batch"
     engine.dispose()
+
+
+def _log_row(prediction_id: str) -> dict:
+    return {
+        "prediction_id": prediction_id,
+        "request_id": "r1",
+        "client_id": None,
+        "loan_id": None,
+        "model_name": "m",
+        "model_version": "1",
+        "run_id": None,
+        "alias": "production",
+        "input": '{"loan_amnt": "1000"}',
+        "features": '{"loan_amnt": 1000}',
+        "pd": 0.1,
+        "default_class": 0,
+        "decision": "approve",
+        "grade": "A",
+        "reasons": "[]",
+        "latency_ms": 1.5,
+        "source": "api",
+        "scoring_run_id": None,
+        "created_at": WHEN,
+    }
+
+
+@pytest.mark.postgres
+def test_prediction_log_appends_and_never_duplicates_a_retried_batch(postgres_url, tmp_path):
+    """Live batches are plain COPY appends; a batch whose ids partly went in already (a
+    commit whose reply was lost) falls back to skipping the known ids."""
+    settings = get_settings(home=tmp_path / "home")
+    settings.warehouse.url = SecretStr(postgres_url)
+    warehouse = open_warehouse(settings)
+    writer = PredictionLog(warehouse.engine, tmp_path / "spool")
+    writer._insert([_log_row("a"), _log_row("b")])
+    writer._insert([_log_row("b"), _log_row("c")])  # "b" again: skipped, not an error
+    writer._insert([_log_row("c"), _log_row("d")], replay=True)
+    with warehouse.engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(sa.text("SELECT prediction_id FROM predictions"))]
+    warehouse.engine.dispose()
+    assert sorted(ids) == ["a", "b", "c", "d"]

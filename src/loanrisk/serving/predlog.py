@@ -4,8 +4,9 @@ Writes are batched on a background thread, off the request path. Requests append
 deque (no lock, no wake-up); the writer wakes every ``flush_seconds``, or at once when a
 full batch is waiting, so it rarely takes the interpreter from the request thread. While
 the database is unreachable, rows go to an append-only spool file (fsynced JSON lines)
-and are replayed when it is back; inserts ignore prediction ids already present, so a
-replay never duplicates. ``stop()`` drains the queue before returning.
+and are replayed when it is back; replays ignore prediction ids already present, so they
+never duplicate. Live batches are plain appends (binary COPY on PostgreSQL). ``stop()``
+drains the queue before returning.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from loanrisk.warehouse.bulk import insert_new_rows
+from loanrisk.warehouse.bulk import insert_new_rows, write_arrow
 from loanrisk.warehouse.schema import predictions
 
 log = logging.getLogger(__name__)
@@ -149,7 +151,17 @@ class PredictionLog:
                 )
         self._append_spool(batch)
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, rows: list[dict[str, Any]], *, replay: bool = False) -> None:
+        """Write rows once each. Ids are random, so a live batch is appended as it is (one
+        COPY); a replayed spool, or a batch whose ids partly went in before (a commit
+        whose reply was lost), goes through ``insert_new_rows``, which skips known ids."""
+        if not replay and self.engine.dialect.name == "postgresql":
+            try:
+                with self.engine.begin() as conn:
+                    write_arrow(conn, predictions, pa.Table.from_pylist(rows))
+                return
+            except sa.exc.IntegrityError:
+                log.info("prediction log: some ids already written; skipping those")
         with self.engine.begin() as conn:
             insert_new_rows(conn, predictions, rows, key="prediction_id")
 
@@ -192,7 +204,7 @@ class PredictionLog:
                     if line.strip()
                 ]
                 for start in range(0, len(rows), self.batch_rows):
-                    self._insert(rows[start : start + self.batch_rows])
+                    self._insert(rows[start : start + self.batch_rows], replay=True)
                 replaying.unlink()
                 self.metrics.replayed += len(rows)
                 self.metrics.written += len(rows)
