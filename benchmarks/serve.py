@@ -172,6 +172,23 @@ def load_wrk(
     }
 
 
+def wait_quiet(idle_share: float = 0.9, limit: float = 30.0) -> float:
+    """Wait (at most ``limit`` s) until the CPUs are ``idle_share`` idle over half a second."""
+
+    def idle_and_total() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)
+
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        idle, total = idle_and_total()
+        time.sleep(0.5)
+        idle_after, total_after = idle_and_total()
+        if (idle_after - idle) >= idle_share * max(total_after - total, 1):
+            break
+    return time.monotonic() - started
+
+
 def served_applications(port: int) -> int:
     """The service's own count of answered applications (/metrics covers every worker)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
@@ -337,9 +354,10 @@ def main() -> None:
                     answered += (warm["ok"] + result["ok"]) * size
                 table.append((name, size, clients, result))
                 # A server can still be working off requests the generator gave up on (MLflow
-                # queues seconds of them at 32 clients): let it drain so it does not share
-                # the CPU with the next cell.
-                time.sleep(min(15.0, 1.0 + 2 * result["p99"] / 1000))
+                # queues seconds of them at 32 clients), and PostgreSQL may be vacuuming the
+                # rows just logged: start the next cell on a quiet machine.
+                time.sleep(1.0)
+                wait_quiet()
                 print(
                     f"  {name:<20} {size:>3} app(s)/req {clients:>2} clients: "
                     f"{result['rps']:8.1f} req/s p99 {result['p99']:7.1f} ms "
