@@ -62,6 +62,15 @@ def frame_objects(frame: pd.DataFrame) -> pa.Array:
     )
 
 
+def value_bytes(values: pa.Array) -> np.ndarray:
+    """The bytes of all values of a string or binary array, end to end (a view, no copy)."""
+    data = values.buffers()[2]
+    if len(values) == 0 or data is None:
+        return np.empty(0, np.uint8)
+    offsets = np.frombuffer(values.buffers()[1], np.int32, len(values) + 1, values.offset * 4)
+    return np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
+
+
 def _joined(before: list[str], columns: Sequence[pa.Array], end: str, rows: int) -> pa.Array:
     """``before[i]`` + literal of column i, for every i, then ``end``; one string per row.
 
@@ -106,7 +115,7 @@ def _literals(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, bool]:
 
 def _strings(text: pa.Array) -> tuple[pa.Array, bool]:
     """Escaped strings; quoted here only when nulls must become a bare ``null``."""
-    data = _utf8(text)
+    data = value_bytes(text)
     if ((data < 0x20) | (data == 0x22) | (data == 0x5C)).any():  # controls, '"', '\'
         if ((data < 0x20) & (data != 0x09) & (data != 0x0A) & (data != 0x0D)).any():
             return _dumped(text.to_pylist()), False
@@ -115,15 +124,6 @@ def _strings(text: pa.Array) -> tuple[pa.Array, bool]:
     if text.null_count == 0:
         return text, True
     return pc.fill_null(pc.binary_join_element_wise('"', text, '"', ""), NULL), False
-
-
-def _utf8(text: pa.Array) -> np.ndarray:
-    """The bytes of all values of a string array, as one view (no copy)."""
-    data = text.buffers()[2]
-    if len(text) == 0 or data is None:
-        return np.empty(0, np.uint8)
-    offsets = np.frombuffer(text.buffers()[1], np.int32, len(text) + 1, text.offset * 4)
-    return np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]]
 
 
 def _listed(values: pa.ListArray) -> pa.Array:

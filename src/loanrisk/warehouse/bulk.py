@@ -43,9 +43,7 @@ def write_arrow(
     if not arrow.num_rows:
         return
     if constants and conn.dialect.name != "postgresql":
-        for name, value in constants.items():
-            arrow = arrow.append_column(name, pa.repeat(pa.scalar(value), arrow.num_rows))
-        constants = None
+        arrow, constants = _with_constants(arrow, constants), None
     _write_arrow(conn, table, _to_arrow(table, arrow), into, constants)
 
 
@@ -200,14 +198,23 @@ def _copy_rows(
                 for piece in pgcopy.pieces(rows):
                     copy.write(piece)
             return
-        for name, value in constants.items():
-            arrow = arrow.append_column(name, pa.repeat(pa.scalar(value), arrow.num_rows))
         buffer = io.BytesIO()
-        pacsv.write_csv(arrow, buffer, write_options=pacsv.WriteOptions(include_header=False))
+        pacsv.write_csv(
+            _with_constants(arrow, constants),
+            buffer,
+            write_options=pacsv.WriteOptions(include_header=False),
+        )
         data = buffer.getbuffer()
         with cursor.copy(f"COPY {relation} ({columns}) FROM STDIN (FORMAT csv)") as copy:
             for start in range(0, len(data), _COPY_PIECE):
                 copy.write(data[start : start + _COPY_PIECE])
+
+
+def _with_constants(arrow: pa.Table, constants: dict[str, Any]) -> pa.Table:
+    """``arrow`` with each constant as a column of its own (repeated on every row)."""
+    for name, value in constants.items():
+        arrow = arrow.append_column(name, pa.repeat(pa.scalar(value), arrow.num_rows))
+    return arrow
 
 
 def _sqlite_values(column: pa.ChunkedArray) -> list[object]:

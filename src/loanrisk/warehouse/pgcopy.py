@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loanrisk.data.jsonrows import value_bytes
+
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header-extension length
 TRAILER = b"\xff\xff"
 _NULL = b"\xff\xff\xff\xff"
@@ -62,7 +64,7 @@ def encode(
             parts[-1] += field.as_py()
         else:
             parts.append(field.as_py() if isinstance(field, pa.Scalar) else field)
-    if len(parts) == 1 or all(isinstance(part, bytes) for part in parts):
+    if all(isinstance(part, bytes) for part in parts):
         return pa.repeat(pa.scalar(b"".join(parts), pa.binary()), arrow.num_rows)
     return pc.binary_join_element_wise(*parts, b"")
 
@@ -70,11 +72,9 @@ def encode(
 def pieces(rows: pa.Array) -> Iterator[memoryview]:
     """The bytes of a COPY stream of ``rows`` (from ``encode``), header to trailer."""
     yield memoryview(HEADER)
-    if len(rows):
-        offsets = np.frombuffer(rows.buffers()[1], np.int32, len(rows) + 1, rows.offset * 4)
-        data = memoryview(rows.buffers()[2])[offsets[0] : offsets[-1]]
-        for start in range(0, len(data), _PIECE):
-            yield data[start : start + _PIECE]
+    data = value_bytes(rows).data
+    for start in range(0, len(data), _PIECE):
+        yield data[start : start + _PIECE]
     yield memoryview(TRAILER)
 
 
