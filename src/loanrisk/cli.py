@@ -810,6 +810,9 @@ def serve(
             host=serving.host,
             port=serving.port,
             workers=serving.workers,
+            # A worker loading its model on a busy machine is slow, not hung: uvicorn's
+            # 5 s default killed such workers over and over.
+            timeout_worker_healthcheck=serving.worker_start_seconds,
             log_level="warning",
             access_log=False,
         )

@@ -126,7 +126,26 @@ class ServingSettings(BaseModel):
     api_keys: list[ApiKey] = Field(default_factory=list, description="Accepted keys (hashed).")
     log_batch_rows: int = Field(default=500, ge=1, description="Prediction rows per insert.")
     log_flush_seconds: float = Field(default=0.2, gt=0, description="Longest wait before insert.")
-    log_retry_seconds: float = Field(default=2.0, gt=0, description="Spool replay interval.")
+    log_retry_seconds: float = Field(
+        default=2.0, gt=0, description="How often the log retries an unreachable database."
+    )
+    max_text_chars: int = Field(
+        default=200, ge=1, description="Longest text value accepted in an application."
+    )
+    recent_cache_bytes: int = Field(
+        default=16 << 20,
+        ge=0,
+        description="Memory for answers not yet in the database (GET /v1/predictions/{id}).",
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait for the rest of a request body (408)."
+    )
+    worker_start_seconds: int = Field(
+        default=120,
+        ge=5,
+        description="How long a worker may take to start or answer the supervisor's health "
+        "check before it is replaced (several workers).",
+    )
 
 
 class MonitoringSettings(BaseModel):
@@ -223,7 +242,7 @@ class Settings(BaseSettings):
 
     @property
     def spool_dir(self) -> Path:
-        """Where the service keeps prediction rows while the database is unreachable."""
+        """Where the service keeps its write-ahead log of answered predictions."""
         return self.home / "spool"
 
     @property

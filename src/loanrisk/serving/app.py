@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import random
 import time
@@ -12,16 +13,23 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+import fastapi_offline
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from loanrisk import __version__
 from loanrisk.config import Settings
 from loanrisk.serving import page, routes
 from loanrisk.serving.metrics import ServiceMetrics
 from loanrisk.serving.model import ModelHolder
-from loanrisk.serving.predlog import PredictionLog
-from loanrisk.serving.schemas import application_model
+from loanrisk.serving.predlog import PredictionLog, log_folder
+from loanrisk.serving.schemas import OutcomeIn, application_model
 from loanrisk.warehouse.engine import open_warehouse
 
 log = logging.getLogger(__name__)
@@ -35,7 +43,8 @@ def create_app(settings: Settings) -> FastAPI:
     """The service for ``settings``: model holder, prediction log and routes."""
     warehouse = open_warehouse(settings)
     profile = warehouse.profile
-    application = application_model(profile)
+    serving = settings.serving
+    application = application_model(profile, serving.max_text_chars)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,9 +73,13 @@ def create_app(settings: Settings) -> FastAPI:
             "Probability of default, decision, risk grade and reasons for loan applications, "
             "from the model the registry marks "
             f"`@{settings.serving.alias}`. Send API keys as `Authorization: Bearer <key>` or "
-            "`X-API-Key: <key>`. Fields not in the application schema are refused (422)."
+            "`X-API-Key: <key>`. Fields not in the application schema are refused (422). "
+            "Every answered prediction is on disk (fsynced) before the answer is sent."
         ),
         lifespan=lifespan,
+        default_response_class=AsciiJSONResponse,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.profile = profile
@@ -77,18 +90,78 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ids = random.Random(random.SystemRandom().getrandbits(128))  # per process
     app.state.prediction_log = PredictionLog(
         warehouse.engine,
-        settings.spool_dir,
-        batch_rows=settings.serving.log_batch_rows,
-        flush_seconds=settings.serving.log_flush_seconds,
-        retry_seconds=settings.serving.log_retry_seconds,
+        log_folder(settings.spool_dir, settings.warehouse_url),
+        batch_rows=serving.log_batch_rows,
+        flush_seconds=serving.log_flush_seconds,
+        retry_seconds=serving.log_retry_seconds,
+        recent_bytes=serving.recent_cache_bytes,
     )
     app.state.templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-    app.include_router(routes.build_router(application, profile))
+    app.include_router(routes.build_router(application, profile, text_limit=serving.max_text_chars))
     app.include_router(page.router)
+    _add_docs(app)
+    _add_error_handlers(app)
     _document_application(app, application)
-    app.add_middleware(_Observe)
-    app.add_middleware(_BodyLimit, limit=settings.serving.max_body_bytes)
+    app.add_middleware(
+        _BodyLimit, limit=serving.max_body_bytes, timeout=serving.body_timeout_seconds
+    )
+    app.add_middleware(_Observe)  # outermost: it counts and heads every answer
     return app
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: a lone surrogate echoed in an error cannot break it."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """FastAPI's handlers, answering with ``AsciiJSONResponse``."""
+
+    async def validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [{**e, "input": None} if "input" in e else e for e in exc.errors()]
+        return AsciiJSONResponse({"detail": errors}, status_code=422)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return AsciiJSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _add_docs(app: FastAPI) -> None:
+    """/docs and /redoc from assets served here (no CDN: they work offline and behind a
+    bank's proxy)."""
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 async def _refresh_gauges(app: FastAPI) -> None:
@@ -113,9 +186,11 @@ def _document_application(app: FastAPI, application: type[Any]) -> None:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            schema.setdefault("components", {}).setdefault("schemas", {})["Application"] = (
-                application.model_json_schema(ref_template="#/components/schemas/{model}")
-            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (application, OutcomeIn):
+                components[model.__name__] = model.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -134,14 +209,20 @@ class _Observe:
             return
         started = time.perf_counter()
         status = {"code": 500}
+        headers = _DOCS_HEADERS if scope["path"] in _DOCS_PATHS else _HEADERS
+        if scope.get("scheme") == "https":
+            headers = [*headers, _HSTS]
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                message["headers"] = [*message.get("headers", ()), *headers]
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
+        except ClientDisconnect:
+            status["code"] = CLIENT_CLOSED  # the client left; nothing is wrong here
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
@@ -150,12 +231,35 @@ class _Observe:
             metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
-class _BodyLimit:
-    """413 for bodies over the limit, whether or not Content-Length is sent."""
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request"
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+_COMMON = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_HEADERS = [*_COMMON, (b"content-security-policy", _CSP.encode()), (b"cache-control", b"no-store")]
+_DOCS_HEADERS = [*_COMMON, (b"content-security-policy", _DOCS_CSP.encode())]
+_DOCS_PATHS = frozenset({"/docs", "/redoc"})
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
 
-    def __init__(self, app: Callable[..., Awaitable[None]], limit: int) -> None:
+
+class _BodyLimit:
+    """413 for bodies over the limit, whether or not Content-Length is sent; 408 when the
+    rest of a body does not arrive within ``timeout`` seconds."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], limit: int, timeout: float) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -163,12 +267,15 @@ class _BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(send, self.limit)
+            await _refuse(send, 413, f"request body over the {self.limit:,}-byte limit")
             return
         seen = {"bytes": 0}
 
         async def receiving() -> Message:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except TimeoutError:
+                raise _SlowBody from None
             if message["type"] == "http.request":
                 seen["bytes"] += len(message.get("body", b""))
                 if seen["bytes"] > self.limit:
@@ -178,22 +285,29 @@ class _BodyLimit:
         try:
             await self.app(scope, receiving, send)
         except _TooLarge:
-            await _too_large(send, self.limit)
+            await _refuse(send, 413, f"request body over the {self.limit:,}-byte limit")
+        except _SlowBody:
+            await _refuse(send, 408, f"request body not received within {self.timeout:g} s")
 
 
 class _TooLarge(Exception):
     pass
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = f'{{"detail":"request body over the {limit:,}-byte limit"}}'.encode()
+class _SlowBody(Exception):
+    pass
+
+
+async def _refuse(send: Send, code: int, message: str) -> None:
+    body = json.dumps({"detail": message}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": code,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
             ],
         }
     )

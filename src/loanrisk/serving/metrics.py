@@ -67,12 +67,32 @@ class ServiceMetrics:
         )
         self.queue_depth = gauge(
             "loanrisk_prediction_log_queue_depth",
-            "Prediction rows waiting to be written",
+            "Answered prediction rows on local disk (write-ahead log), not yet in the database",
             "livesum",
         )
         self.spooled = gauge(
             "loanrisk_prediction_log_spooled_rows_total",
-            "Rows written to the local spool while the database was down",
+            "Rows answered while the database was unreachable (they waited on local disk)",
+            "sum",
+        )
+        self.dead_lettered = gauge(
+            "loanrisk_prediction_log_dead_letter_rows_total",
+            "Rows the database refused; kept with the reason in the dead-letter file",
+            "sum",
+        )
+        self.writer_up = gauge(
+            "loanrisk_prediction_log_writer_up",
+            "1 when the prediction log's threads run and make progress",
+            "livemin",
+        )
+        self.fsyncs = gauge(
+            "loanrisk_prediction_log_fsyncs_total",
+            "Group commits of the write-ahead log (one fsync covers every waiting request)",
+            "sum",
+        )
+        self.fsync_seconds = gauge(
+            "loanrisk_prediction_log_fsync_seconds_total",
+            "Time spent writing and fsyncing the write-ahead log",
             "sum",
         )
         self.failed_writes = gauge(

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -88,18 +89,29 @@ async def submit(request: Request) -> Response:
     result = None
     if not errors:
         try:
-            _, answers = score(request, [application.model_dump(exclude_none=True)])
+            _, answers = await score(request, [application.model_dump(exclude_none=True)])
             result = answers[0]
         except ScoringError as exc:
             errors = exc.problems[0]["problems"]
+        except RequestValidationError as exc:  # a value the log could not store
+            errors = {"form": str(exc.errors()[0]["msg"])}
     response = _render(
         request,
         "index.html",
         {"fields": _form_fields(request), "values": values, "result": result, "errors": errors},
     )  # field errors are shown on the page itself (200), as HTML forms do
     if key:
-        response.set_cookie(UI_COOKIE, key, httponly=True, samesite="strict")
+        response.set_cookie(
+            UI_COOKIE, key, httponly=True, samesite="strict", secure=_needs_secure(request)
+        )
     return response
+
+
+def _needs_secure(request: Request) -> bool:
+    """Secure cookies everywhere but plain HTTP on this machine (a browser would not send
+    a Secure cookie back over http://localhost in every version)."""
+    local = request.url.hostname in {"localhost", "127.0.0.1", "::1"}
+    return not (request.url.scheme == "http" and local)
 
 
 @router.get("/predictions", response_class=HTMLResponse)

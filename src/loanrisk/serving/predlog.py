@@ -1,159 +1,406 @@
 """The prediction log: every answered prediction becomes exactly one ``predictions`` row.
 
-Writes are batched on a background thread, off the request path. Requests append to a
-deque (no lock, no wake-up); the writer wakes every ``flush_seconds``, or at once when a
-full batch is waiting, so it rarely takes the interpreter from the request thread. While
-the database is unreachable, rows go to an append-only spool file (fsynced JSON lines)
-and are replayed when it is back; replays ignore prediction ids already present, so they
-never duplicate. Live batches are plain appends (binary COPY on PostgreSQL). ``stop()``
-drains the queue before returning.
+Durable before answered. A request's rows are encoded as JSON lines (which also proves
+they can be stored: no lone surrogate, no NaN) and handed to one flusher thread, which
+appends them to this process's write-ahead segment and calls ``fdatasync``; the request
+is answered only after that. Every request that arrives while an fsync runs joins the
+next one (group commit), so the cost per request stays a fraction of one fsync.
+
+A writer thread tails the segments into ``predictions`` in batches (one binary COPY on
+PostgreSQL) and deletes a segment once all its rows are in. While the database is
+unreachable the rows simply wait on disk and memory stays flat; nothing is held only in
+memory at any time.
+
+Recovery. Each process holds an exclusive ``flock`` on its own segments. A segment whose
+lock can be taken belongs to a process that is gone (a clean stop with the database down,
+or kill -9): any process of the service replays it at start and on every retry interval,
+with ``ON CONFLICT (prediction_id) DO NOTHING``, so a row is never stored twice.
+
+Poison. A batch the database refuses while it still answers ``SELECT 1`` is not an
+outage: it is split until the refused rows are isolated; those go to the dead-letter
+file with the database's reason and are counted, and the rest are written. The writer
+survives any exception; ``problems()`` reports a dead or stuck writer to ``/ready``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict, deque
-from datetime import datetime
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 
 from loanrisk.warehouse.bulk import insert_new_rows, write_arrow
 from loanrisk.warehouse.schema import predictions
 
 log = logging.getLogger(__name__)
 
+SEGMENT_SUFFIX = ".wal"
+DEAD_LETTER = "dead-letter.jsonl"
 
+
+class UnstorableRow(ValueError):
+    """A prediction row that cannot be written as it is (the request is refused)."""
+
+
+class LogUnavailable(RuntimeError):
+    """The write-ahead log could not be written (disk full, read-only): do not answer."""
+
+
+@dataclass
 class LogMetrics:
-    """Counters the writer updates (the service exports them on /metrics)."""
+    """Counters the log updates (the service exports them on /metrics)."""
 
-    def __init__(self) -> None:
-        self.written = 0
-        self.spooled = 0
-        self.failed_writes = 0
-        self.replayed = 0
+    written: int = 0  # rows now in the database
+    spooled: int = 0  # rows answered while the database was unreachable
+    failed_writes: int = 0  # database writes that met an outage
+    dead_lettered: int = 0  # rows the database refused, kept in the dead-letter file
+    fsyncs: int = 0
+    fsync_seconds: float = 0.0
+
+
+def log_folder(spool_dir: Path, warehouse_url: str) -> Path:
+    """One folder per warehouse, so a segment is never replayed into another database."""
+    digest = hashlib.sha256(warehouse_url.encode()).hexdigest()[:12]
+    return spool_dir / f"predictions-{digest}"
+
+
+def encode_rows(rows: list[dict[str, Any]]) -> list[bytes]:
+    """JSON lines for ``rows``; raises ``UnstorableRow`` naming the column that cannot be."""
+    lines = []
+    for row in rows:
+        try:
+            text = json.dumps(row, ensure_ascii=False, allow_nan=False, default=_json_default)
+            lines.append(text.encode("utf-8") + b"\n")
+        except (UnicodeEncodeError, ValueError, TypeError) as exc:
+            raise UnstorableRow(f"{_culprit(row)}: {exc}") from exc
+    return lines
+
+
+def decode_row(line: bytes) -> dict[str, Any]:
+    """A row from its JSON line (also reads the older spool's ``__datetime__`` form)."""
+    row: dict[str, Any] = json.loads(line)
+    if not isinstance(row, dict) or "prediction_id" not in row:
+        raise ValueError("not a prediction row")
+    created = row.get("created_at")
+    if isinstance(created, dict) and "__datetime__" in created:
+        created = created["__datetime__"]
+    if isinstance(created, str):
+        row["created_at"] = datetime.fromisoformat(created)
+    return row
 
 
 class PredictionLog:
-    """Batched, durable writer of prediction rows."""
+    """Durable (write-ahead, group-committed) and batched writer of prediction rows."""
 
     def __init__(
         self,
         engine: sa.Engine,
-        spool_dir: Path,
+        folder: Path,
         *,
         batch_rows: int = 500,
         flush_seconds: float = 0.2,
         retry_seconds: float = 2.0,
-        recent: int = 10_000,
+        recent_bytes: int = 16 << 20,
+        segment_bytes: int = 16 << 20,
+        stuck_seconds: float = 60.0,
     ) -> None:
         self.engine = engine
-        self.spool_dir = spool_dir
-        self.spool = spool_dir / "predictions.jsonl"
+        self.folder = folder
+        self.dead_letter = folder / DEAD_LETTER
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
         self.retry_seconds = retry_seconds
+        self.segment_bytes = segment_bytes
+        self.stuck_seconds = stuck_seconds
         self.metrics = LogMetrics()
-        self._pending: deque[dict[str, Any]] = deque()
-        self._wake = threading.Event()
+        self._recent = _RecentRows(recent_bytes)
+        # flusher side
+        self._cond = threading.Condition()
+        self._waiting: list[
+            tuple[list[bytes], asyncio.AbstractEventLoop, asyncio.Future[None]]
+        ] = []
         self._stopping = False
-        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._recent_size = recent
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        # segments: shared by the flusher (appends) and the writer (tails, deletes)
+        self._segments: list[_Segment] = []
+        self._segments_lock = threading.Lock()
+        self._wake = threading.Event()
         self._database_ok = True
+        self._outage_since: float | None = None
         self._next_retry = 0.0
+        self._next_scan = 0.0
+        self._progress = time.monotonic()
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name="prediction-wal", daemon=True
+        )
+        self._writer = threading.Thread(target=self._write_loop, name="prediction-log", daemon=True)
 
     # ------------------------------------------------------------------ public
     def start(self) -> None:
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self._thread.start()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._new_segment()
+        self._flusher.start()
+        self._writer.start()
 
-    def submit(self, rows: list[dict[str, Any]]) -> None:
-        """Queue rows for writing; never blocks on the database."""
-        with self._lock:
-            for row in rows:
-                self._recent[row["prediction_id"]] = row
-            while len(self._recent) > self._recent_size:
-                self._recent.popitem(last=False)
-        self._pending.extend(rows)
-        if len(self._pending) >= self.batch_rows:
-            self._wake.set()
+    async def record(self, rows: list[dict[str, Any]]) -> None:
+        """Make ``rows`` durable (fsynced to the write-ahead log); return only then.
+
+        Raises ``UnstorableRow`` before anything is written when a row cannot be stored,
+        and ``LogUnavailable`` when the write-ahead log cannot be written.
+        """
+        lines = encode_rows(rows)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            if self._stopping or not self._flusher.is_alive():
+                raise LogUnavailable("the prediction log is not running")
+            self._waiting.append((lines, loop, done))
+            self._cond.notify()
+        await done
+        for row, line in zip(rows, lines, strict=True):
+            self._recent.put(row["prediction_id"], line)
 
     def recent(self, prediction_id: str) -> dict[str, Any] | None:
         """A prediction answered lately, whether or not it is in the database yet."""
-        with self._lock:
-            return self._recent.get(prediction_id)
+        line = self._recent.get(prediction_id)
+        return None if line is None else decode_row(line)
 
     @property
     def queue_depth(self) -> int:
-        return len(self._pending)
+        """Rows durable on disk and not yet in the database."""
+        with self._segments_lock:
+            return sum(s.rows - s.done_rows for s in self._segments)
 
     @property
-    def spooled_rows(self) -> int:
-        total = 0
-        for path in self._spool_files():
-            with path.open("rb") as handle:
-                total += sum(1 for _ in handle)
-        return total
+    def backlog_bytes(self) -> int:
+        with self._segments_lock:
+            return sum(s.synced - s.done for s in self._segments)
 
     @property
     def database_ok(self) -> bool:
         return self._database_ok
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Write everything queued (to the database or the spool), then stop."""
-        if self._thread.is_alive():
-            self._stopping = True
-            self._wake.set()
-            self._thread.join(timeout)
+    def problems(self) -> list[str]:
+        """Why the log cannot be trusted right now (empty when it is healthy)."""
+        found = []
+        if not self._flusher.is_alive():
+            found.append("prediction log: the write-ahead flusher is not running")
+        if not self._writer.is_alive():
+            found.append("prediction log: the database writer is not running")
+        idle = time.monotonic() - self._progress
+        if self._database_ok and self.queue_depth and idle > self.stuck_seconds:
+            found.append(
+                f"prediction log: {self.queue_depth} rows waiting, no progress for {idle:.0f} s"
+            )
+        return found
 
-    # ------------------------------------------------------------------ thread
-    def _run(self) -> None:
-        self._replay()
+    def stop(self, timeout: float = 30.0) -> None:
+        """Flush what was recorded, write it to the database if it answers, then stop.
+
+        Rows the database did not take stay in the write-ahead segments, which the next
+        process replays."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        if self._flusher.is_alive():
+            self._flusher.join(timeout)
+        self._wake.set()
+        if self._writer.is_alive():
+            self._writer.join(max(deadline - time.monotonic(), 0.1))
+        if self._writer.is_alive():
+            return  # still writing: leave the segments to the process that replays them
+        with self._segments_lock:
+            for segment in self._segments:
+                if segment.done == segment.synced:
+                    segment.path.unlink(missing_ok=True)
+                segment.close()
+
+    # ------------------------------------------------------------------ flusher
+    def _flush_loop(self) -> None:
         while True:
-            stopping = self._stopping
+            with self._cond:
+                while not self._waiting and not self._stopping:
+                    self._cond.wait()
+                waiting, self._waiting = self._waiting, []
+                if not waiting and self._stopping:
+                    return
+            error: BaseException | None = None
+            try:
+                self._append(b"".join(b"".join(lines) for lines, _, _ in waiting), waiting)
+            except Exception as exc:  # the requests learn of it; the flusher lives on
+                error = exc
+                log.error("prediction log: cannot write the write-ahead log (%s)", exc)
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            for _, loop, done in waiting:
+                by_loop.setdefault(loop, []).append(done)
+            for loop, futures in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # a loop that has closed
+                    loop.call_soon_threadsafe(_settle, futures, error)
+
+    def _append(self, data: bytes, waiting: list[Any]) -> None:
+        segment = self._segments[-1]
+        if segment.synced >= self.segment_bytes:
+            segment = self._new_segment()
+        started = time.perf_counter()
+        view = memoryview(data)
+        while view:
+            written = os.write(segment.fd, view)
+            view = view[written:]
+        os.fdatasync(segment.fd)
+        self.metrics.fsyncs += 1
+        self.metrics.fsync_seconds += time.perf_counter() - started
+        rows = sum(len(lines) for lines, _, _ in waiting)
+        with self._segments_lock:
+            segment.synced += len(data)
+            segment.rows += rows
+        if not self._database_ok:
+            self.metrics.spooled += rows
+        if self.queue_depth >= self.batch_rows:
+            self._wake.set()
+
+    def _new_segment(self) -> _Segment:
+        path = self.folder / f"{os.getpid()}-{time.time_ns()}{SEGMENT_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _fsync_folder(self.folder)
+        segment = _Segment(path, fd)
+        with self._segments_lock:
+            if self._segments:
+                self._segments[-1].sealed = True
+            self._segments.append(segment)
+        return segment
+
+    # ------------------------------------------------------------------ writer
+    def _write_loop(self) -> None:
+        while True:
+            stopping = self._stopping and not self._flusher.is_alive()
             if not stopping:
                 self._wake.wait(self.flush_seconds)
                 self._wake.clear()
-            if not self._database_ok and time.monotonic() >= self._next_retry:
-                self._replay()
-            while self._pending:
-                batch: list[dict[str, Any]] = []
-                while self._pending and len(batch) < self.batch_rows:
-                    batch.append(self._pending.popleft())
-                self._write(batch)
-            if stopping:
-                break
-        if self._database_ok:
-            self._replay()
-
-    def _write(self, batch: list[dict[str, Any]]) -> None:
-        if self._database_ok:
             try:
-                self._insert(batch)
-                self.metrics.written += len(batch)
-                return
-            except SQLAlchemyError as exc:
-                self.metrics.failed_writes += 1
-                self._database_ok = False
+                now = time.monotonic()
+                if self._database_ok or now >= self._next_retry:
+                    if now >= self._next_scan:
+                        self._next_scan = now + self.retry_seconds
+                        self._replay_orphans()
+                    self._drain()
+                    self._database_up()
+            except _Outage as outage:
+                self._database_down(outage.__cause__)
+            except Exception:  # never die: say so, wait, try again
+                log.exception("prediction log: unexpected error in the writer; retrying")
                 self._next_retry = time.monotonic() + self.retry_seconds
-                log.warning(
-                    "prediction log: database unreachable, spooling (%s)",
-                    type(exc.orig if hasattr(exc, "orig") else exc).__name__,
-                )
-        self._append_spool(batch)
+            if stopping:
+                return
+
+    def _drain(self) -> None:
+        """Write every durable row of this process's segments; delete finished segments."""
+        while True:
+            with self._segments_lock:
+                if not self._segments:
+                    return
+                segment = self._segments[0]
+                start, end, sealed = segment.done, segment.synced, segment.sealed
+            if start == end:
+                if not sealed:
+                    return
+                with self._segments_lock:
+                    self._segments.pop(0)
+                segment.path.unlink(missing_ok=True)  # before the lock goes with the fd
+                segment.close()
+                continue
+            with segment.path.open("rb") as handle:
+                handle.seek(start)
+                block = handle.read(min(end - start, 8 << 20))
+                if b"\n" not in block:  # one very long row
+                    block += handle.read(end - start - len(block))
+            block = block[: block.rfind(b"\n") + 1]  # whole lines only
+            lines = block.splitlines(keepends=True)
+            for first in range(0, len(lines), self.batch_rows):
+                batch = lines[first : first + self.batch_rows]
+                self._store(batch, replay=False)
+                with self._segments_lock:
+                    segment.done += sum(len(line) for line in batch)
+                    segment.done_rows += len(batch)
+                self._progress = time.monotonic()
+
+    def _replay_orphans(self) -> None:
+        """Replay segments left by processes that are gone (their lock is free)."""
+        with self._segments_lock:
+            own = {s.path for s in self._segments}
+        legacy = sorted(self.folder.parent.glob("predictions*.jsonl"))  # the older spool
+        for path in [*sorted(self.folder.glob(f"*{SEGMENT_SUFFIX}")), *legacy]:
+            if path in own:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live process owns it
+                if os.fstat(fd).st_nlink == 0:
+                    continue  # another process replayed it just now
+                with os.fdopen(os.dup(fd), "rb") as handle:
+                    data = handle.read()
+                complete = data[: data.rfind(b"\n") + 1]
+                if len(complete) < len(data):  # never fsynced, so never answered
+                    log.info("prediction log: %s ends in a partial line; ignored", path.name)
+                lines = complete.splitlines(keepends=True)
+                for first in range(0, len(lines), self.batch_rows):
+                    self._store(lines[first : first + self.batch_rows], replay=True)
+                path.unlink(missing_ok=True)
+                log.info("prediction log: replayed %d rows from %s", len(lines), path.name)
+            finally:
+                os.close(fd)
+
+    def _store(self, lines: list[bytes], *, replay: bool) -> None:
+        rows: list[dict[str, Any]] = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                rows.append(decode_row(line))
+            except ValueError as exc:
+                self._dead(line.decode("utf-8", "replace"), f"unreadable line: {exc}")
+        self._insert_or_isolate(rows, replay=replay)
+
+    def _insert_or_isolate(self, rows: list[dict[str, Any]], *, replay: bool) -> None:
+        """Insert rows; if the database refuses some, store the others and dead-letter those."""
+        if not rows:
+            return
+        try:
+            self._insert(rows, replay=replay)
+            self.metrics.written += len(rows)
+            return
+        except Exception as exc:
+            if self._is_outage(exc):
+                raise _Outage from exc
+            if len(rows) == 1:
+                self._dead(rows[0], _reason(exc))
+                return
+        middle = len(rows) // 2
+        self._insert_or_isolate(rows[:middle], replay=True)
+        self._insert_or_isolate(rows[middle:], replay=True)
 
     def _insert(self, rows: list[dict[str, Any]], *, replay: bool = False) -> None:
         """Write rows once each. Ids are random, so a live batch is appended as it is (one
-        COPY); a replayed spool, or a batch whose ids partly went in before (a commit
+        COPY); a replayed segment, or a batch whose ids partly went in before (a commit
         whose reply was lost), goes through ``insert_new_rows``, which skips known ids."""
         if not replay and self.engine.dialect.name == "postgresql":
             try:
@@ -165,65 +412,137 @@ class PredictionLog:
         with self.engine.begin() as conn:
             insert_new_rows(conn, predictions, rows, key="prediction_id")
 
-    def _append_spool(self, batch: list[dict[str, Any]]) -> None:
-        with self.spool.open("a", encoding="utf-8") as handle:
-            for row in batch:
-                handle.write(json.dumps(row, default=_json_default) + "\n")
+    def _is_outage(self, exc: BaseException) -> bool:
+        """True when the database did not answer (retry later), False when it refused."""
+        if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            return True
+        if not isinstance(exc, sa.exc.SQLAlchemyError):
+            return False  # the rows could not be converted: a refusal, not an outage
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except sa.exc.SQLAlchemyError:
+            return True
+        return False
+
+    def _dead(self, row: dict[str, Any] | str, reason: str) -> None:
+        entry = {"at": datetime.now(UTC).isoformat(), "reason": reason, "row": row}
+        with self.dead_letter.open("a", encoding="utf-8", errors="backslashreplace") as handle:
+            handle.write(json.dumps(entry, default=str) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        self.metrics.spooled += len(batch)
-
-    def _spool_files(self) -> list[Path]:
-        return sorted(
-            p
-            for p in (self.spool_dir.glob("predictions*.jsonl"))
-            if p.is_file() and p.stat().st_size > 0
+        self.metrics.dead_lettered += 1
+        prediction_id = row.get("prediction_id") if isinstance(row, dict) else None
+        log.error(
+            "prediction log: the database refused row %s (%s); kept in %s",
+            prediction_id,
+            reason,
+            self.dead_letter,
         )
 
-    def _replay(self) -> None:
-        """Insert spooled rows (idempotent), then delete the spool files that went in."""
+    def _database_down(self, exc: BaseException | None) -> None:
+        self.metrics.failed_writes += 1
         self._next_retry = time.monotonic() + self.retry_seconds
-        files = self._spool_files()
-        try:
-            if not files:
-                with self.engine.connect() as conn:
-                    conn.exec_driver_sql("SELECT 1")
-                self._database_ok = True
-                return
-            for path in files:
-                replaying = (
-                    path.with_name(f"predictions-replay-{time.time_ns()}.jsonl")
-                    if path == self.spool
-                    else path
-                )
-                if replaying != path:
-                    path.replace(replaying)
-                rows = [
-                    _from_json(line)
-                    for line in replaying.read_text("utf-8").splitlines()
-                    if line.strip()
-                ]
-                for start in range(0, len(rows), self.batch_rows):
-                    self._insert(rows[start : start + self.batch_rows], replay=True)
-                replaying.unlink()
-                self.metrics.replayed += len(rows)
-                self.metrics.written += len(rows)
-            self._database_ok = True
-            log.info("prediction log: database back, spool replayed")
-        except (SQLAlchemyError, OSError) as exc:
+        if self._database_ok:
             self._database_ok = False
-            log.warning("prediction log: replay postponed (%s)", type(exc).__name__)
+            self._outage_since = time.monotonic()
+            name = type(getattr(exc, "orig", None) or exc).__name__
+            log.warning(
+                "prediction log: database unreachable (%s); answers wait in the write-ahead "
+                "log under %s and are written when it is back",
+                name,
+                self.folder,
+            )
+
+    def _database_up(self) -> None:
+        self._progress = time.monotonic()
+        if not self._database_ok:
+            self._database_ok = True
+            log.info("prediction log: database back; waiting rows written")
+
+
+@dataclass
+class _Segment:
+    """One write-ahead file of this process: bytes fsynced, bytes and rows in the database."""
+
+    path: Path
+    fd: int
+    synced: int = 0
+    done: int = 0
+    rows: int = 0
+    done_rows: int = 0
+    sealed: bool = False
+    closed: bool = field(default=False, repr=False)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)
+
+
+class _RecentRows:
+    """Lately answered rows by prediction id, bounded in bytes (oldest dropped first)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._rows: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: str, line: bytes) -> None:
+        with self._lock:
+            self._rows[key] = line
+            self.size += len(line)
+            while self.size > self.limit and self._rows:
+                _, dropped = self._rows.popitem(last=False)
+                self.size -= len(dropped)
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._rows.get(key)
+
+
+class _Outage(Exception):
+    """The database did not answer (the cause is chained)."""
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(LogUnavailable(f"prediction not recorded: {error}"))
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return {"__datetime__": value.isoformat()}
-    raise TypeError(f"cannot spool {type(value).__name__}")
+        return value.isoformat()
+    raise TypeError(f"cannot store a {type(value).__name__}")
 
 
-def _from_json(line: str) -> dict[str, Any]:
-    row: dict[str, Any] = json.loads(line)
+def _culprit(row: dict[str, Any]) -> str:
+    """The first column of ``row`` that cannot be encoded (for the refusal message)."""
     for key, value in row.items():
-        if isinstance(value, dict) and "__datetime__" in value:
-            row[key] = datetime.fromisoformat(value["__datetime__"])
-    return row
+        try:
+            json.dumps(value, ensure_ascii=False, allow_nan=False, default=_json_default).encode()
+        except (UnicodeEncodeError, ValueError, TypeError):
+            return key
+    return "row"
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0] if text else ''}"[:500]

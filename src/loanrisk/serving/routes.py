@@ -4,25 +4,29 @@
 application model in the endpoint signature at definition time.)
 """
 
+import asyncio
+import csv
 import io
 import json
 import math
 import random
 import time
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import pandas as pd
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from loanrisk import __version__
 from loanrisk.profiles.model import Profile
+from loanrisk.serving import bodies
 from loanrisk.serving.metrics import CONTENT_TYPE
 from loanrisk.serving.model import LoadedModel
+from loanrisk.serving.predlog import LogUnavailable, UnstorableRow
 from loanrisk.serving.schemas import (
     EXAMPLE,
     OutcomeIn,
@@ -58,10 +62,12 @@ def current_model(request: Request) -> LoadedModel:
     return model
 
 
-def score(
+async def score(
     request: Request, records: list[dict[str, Any]], *, source: str = "api"
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Score records with the current model, log every answer, return (request id, answers)."""
+    """Score records with the current model, make every answer durable in the prediction
+    log, then return (request id, answers): nothing is answered that is not recorded."""
+    given_id = bodies.request_id(request)
     model = current_model(request)
     started = time.perf_counter()
     results = model.scorer.score(records)
@@ -69,7 +75,7 @@ def score(
     if bad:
         raise ScoringError(bad)
     elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(records), 1)
-    request_id = request.headers.get("x-request-id") or _new_id(request)
+    request_id = given_id or _new_id(request)
     now = datetime.now(UTC)
     metrics = request.app.state.metrics
     answers, rows = [], []
@@ -117,17 +123,23 @@ def score(
                 "created_at": now,
             }
         )
-        metrics.predictions.labels(result["decision"], result["grade"]).inc()
-    request.app.state.prediction_log.submit(rows)
+    try:
+        await request.app.state.prediction_log.record(rows)
+    except UnstorableRow as exc:
+        raise bodies.refuse(["body"], f"cannot be stored: {exc}") from exc
+    except LogUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    for answer in answers:
+        metrics.predictions.labels(answer["decision"], answer["grade"]).inc()
     return request_id, answers
 
 
-def build_router(application: type[BaseModel], profile: Profile) -> APIRouter:
+def build_router(application: type[BaseModel], profile: Profile, *, text_limit: int) -> APIRouter:
     """Routes whose request schema is the profile's application model."""
     router = APIRouter()
 
     one = TypeAdapter(application)
-    plain = plainly_valid(profile)
+    plain = plainly_valid(profile, text_limit)
     body_schema = {
         "required": True,
         "content": {
@@ -165,19 +177,7 @@ def build_router(application: type[BaseModel], profile: Profile) -> APIRouter:
         path, and errors name each field as `["body", index, field]`."""
         # The key is checked here, not through a FastAPI dependency: cheaper on the hot path.
         check(request, request.app.state.settings, "predict")
-        try:
-            payload = json.loads(await request.body())
-        except json.JSONDecodeError as exc:
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "json_invalid",
-                        "loc": ["body", exc.pos],
-                        "msg": f"JSON decode error: {exc.msg}",
-                        "input": None,
-                    }
-                ]
-            ) from exc
+        payload = bodies.parse_json(await request.body())
         items = payload if isinstance(payload, list) else [payload]
         limit = request.app.state.settings.serving.max_applications
         if not items or len(items) > limit:
@@ -193,7 +193,7 @@ def build_router(application: type[BaseModel], profile: Profile) -> APIRouter:
         else:
             records = validate(items, listed)
         try:
-            request_id, answers = score(request, records)
+            request_id, answers = await score(request, records)
         except ScoringError as exc:
             validate(items, listed)  # names each refused value as the model does
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.problems) from exc
@@ -209,19 +209,44 @@ def build_router(application: type[BaseModel], profile: Profile) -> APIRouter:
             except ValidationError as exc:
                 prefix = ["body", index] if listed else ["body"]
                 errors.extend(
-                    {**e, "loc": [*prefix, *e["loc"]]}
+                    {**e, "loc": [*prefix, *e["loc"]], "input": _short(e.get("input"))}
                     for e in exc.errors(include_url=False, include_context=False)
                 )
         if errors:
             raise RequestValidationError(errors)
         return records
 
-    @router.post("/invocations", summary="MLflow scoring protocol", tags=["scoring"])
+    @router.post(
+        "/invocations",
+        summary="MLflow scoring protocol",
+        tags=["scoring"],
+        responses={
+            400: {"description": "Not one of MLflow's input formats, or a refused row"},
+            413: {"description": "Too many rows"},
+            422: {"description": "A value that cannot be stored, named"},
+            503: {"description": "No model loaded"},
+        },
+        openapi_extra={"requestBody": _invocations_body()},
+    )
     async def invocations(request: Request, _key: Predict) -> Response:
         """Drop-in for `mlflow models serve`: JSON with dataframe_split, dataframe_records,
         instances or inputs, or CSV; answers `{"predictions": [...]}`."""
         raw = await request.body()
-        records = _mlflow_records(request.headers.get("content-type", ""), raw)
+        try:
+            records = _mlflow_records(request.headers.get("content-type", ""), raw)
+            for index, record in enumerate(records):
+                bad = [
+                    f"{k}: {problem}"
+                    for k, v in record.items()
+                    if isinstance(v, str) and (problem := bodies.text_problem(v, text_limit))
+                ]
+                if bad:
+                    raise InvocationError(f"row {index}: {'; '.join(bad)}")
+        except InvocationError as exc:
+            return JSONResponse(
+                {"error_code": "BAD_REQUEST", "message": str(exc)},
+                status_code=status.HTTP_400_BAD_REQUEST,
+            )
         limit = request.app.state.settings.serving.max_applications
         if len(records) > limit:
             raise HTTPException(
@@ -229,7 +254,7 @@ def build_router(application: type[BaseModel], profile: Profile) -> APIRouter:
                 f"at most {limit} rows per request, got {len(records)}",
             )
         try:
-            _, answers = score(request, records)
+            _, answers = await score(request, records)
         except ScoringError as exc:
             return JSONResponse(
                 {"error_code": "BAD_REQUEST", "message": exc.problems},
@@ -252,10 +277,12 @@ def build_router(application: type[BaseModel], profile: Profile) -> APIRouter:
 
     @router.get("/ready", summary="Readiness", tags=["operations"])
     def ready(request: Request) -> Response:
-        """200 when a model is loaded and the database answers; 503 with the reasons."""
+        """200 when a model is loaded, the database answers and the prediction log is
+        healthy; 503 with the reasons."""
         reasons = []
         if request.app.state.models.current is None:
             reasons.append(request.app.state.models.problem or "no model loaded")
+        reasons.extend(request.app.state.prediction_log.problems())
         try:
             with request.app.state.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
@@ -283,8 +310,17 @@ def build_router(application: type[BaseModel], profile: Profile) -> APIRouter:
         refresh_gauges(request.app.state)
         return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)
 
-    @router.get("/v1/predictions/{prediction_id}", summary="One logged prediction", tags=["log"])
-    def get_prediction(request: Request, prediction_id: str, _key: Read) -> dict[str, Any]:
+    @router.get(
+        "/v1/predictions/{prediction_id}",
+        summary="One logged prediction",
+        tags=["log"],
+        responses={404: {"description": "No such prediction"}},
+    )
+    def get_prediction(
+        request: Request,
+        prediction_id: Annotated[str, Path(pattern=bodies.ID_PATTERN)],
+        _key: Read,
+    ) -> dict[str, Any]:
         """The logged row: input, features, PD, decision, grade, reasons, model version."""
         row = request.app.state.prediction_log.recent(prediction_id)
         if row is None:
@@ -305,15 +341,35 @@ def build_router(application: type[BaseModel], profile: Profile) -> APIRouter:
                 out[key] = json.loads(out[key])
         return out
 
+    outcome_body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OutcomeIn"}}},
+    }
+
     @router.post(
         "/v1/outcomes",
         response_model=OutcomeOut,
         status_code=201,
         summary="Report a realised outcome",
         tags=["log"],
+        responses={404: {"description": "No such prediction"}},
+        openapi_extra={"requestBody": outcome_body},
     )
-    def report_outcome(request: Request, outcome: OutcomeIn, _key: Outcomes) -> OutcomeOut:
+    async def report_outcome(request: Request, _key: Outcomes) -> OutcomeOut:
         """Record whether a loan defaulted, by prediction id, client id or loan id."""
+        payload = bodies.parse_json(await request.body())
+        try:
+            outcome = OutcomeIn.model_validate(payload)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [
+                    {**e, "loc": ["body", *e["loc"]], "input": _short(e.get("input"))}
+                    for e in exc.errors(include_url=False, include_context=False)
+                ]
+            ) from exc
+        return await asyncio.to_thread(_store_outcome, request, outcome)
+
+    def _store_outcome(request: Request, outcome: OutcomeIn) -> OutcomeOut:
         keys = {
             k: v
             for k, v in (
@@ -345,9 +401,7 @@ def build_router(application: type[BaseModel], profile: Profile) -> APIRouter:
                     client_id=outcome.client_id,
                     loan_id=outcome.loan_id,
                     defaulted=int(outcome.defaulted),
-                    observed_at=date.fromisoformat(outcome.observed_at)
-                    if outcome.observed_at
-                    else None,
+                    observed_at=outcome.observed_at,
                     source="api",
                 )
                 .returning(outcomes.c.outcome_id)
@@ -372,41 +426,104 @@ def _latest_monitoring(state: Any) -> dict[str, Any] | None:
     return figures
 
 
+class InvocationError(Exception):
+    """A body /invocations cannot read: answered 400 in MLflow's error shape."""
+
+
 def _mlflow_records(content_type: str, raw: bytes) -> list[dict[str, Any]]:
-    """Rows from any of MLflow's scoring formats, as dicts."""
+    """Rows from any of MLflow's scoring formats, as dicts; ``InvocationError`` otherwise."""
     if content_type.startswith("text/csv"):
         try:
-            frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
-        except (ValueError, pd.errors.ParserError) as exc:
-            raise HTTPException(400, f"not a CSV body: {exc}") from exc
-        return [{str(k): v for k, v in r.items() if v != ""} for r in frame.to_dict("records")]
+            frame = pd.read_csv(io.StringIO(raw.decode("utf-8")), dtype=str, keep_default_na=False)
+        except (UnicodeDecodeError, ValueError, csv.Error, pd.errors.ParserError) as exc:
+            raise InvocationError(f"not a CSV body: {str(exc)[:200]}") from exc
+        rows = [{str(k): v for k, v in r.items() if v != ""} for r in frame.to_dict("records")]
+        return _checked_rows(rows, "CSV")
     try:
-        payload = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise HTTPException(400, f"not a JSON body: {exc.msg}") from exc
+        payload = bodies.parse_json(raw)
+    except RequestValidationError as exc:
+        raise InvocationError(f"not a JSON body: {exc.errors()[0]['msg']}") from exc
     if not isinstance(payload, dict):
-        raise HTTPException(
-            400,
-            "expected a JSON object with dataframe_split, dataframe_records, instances or inputs",
+        raise InvocationError(
+            "expected a JSON object with dataframe_split, dataframe_records, instances or inputs"
         )
     if "dataframe_split" in payload:
         split = payload["dataframe_split"]
         if not isinstance(split, dict) or "columns" not in split or "data" not in split:
-            raise HTTPException(400, "dataframe_split needs 'columns' and 'data'")
-        return [dict(zip(split["columns"], row, strict=False)) for row in split["data"]]
+            raise InvocationError("dataframe_split needs 'columns' and 'data'")
+        columns, data = split["columns"], split["data"]
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise InvocationError("dataframe_split.columns must be a list of names")
+        if not isinstance(data, list) or not all(
+            isinstance(row, list) and len(row) == len(columns) for row in data
+        ):
+            raise InvocationError(
+                f"dataframe_split.data must be a list of rows of {len(columns)} values"
+            )
+        rows = [dict(zip(columns, row, strict=True)) for row in data]
+        return _checked_rows(rows, "dataframe_split")
     for key in ("dataframe_records", "instances", "inputs"):
-        if key in payload:
-            value = payload[key]
-            if isinstance(value, dict):  # columnar: {"col": [v1, v2], ...}
-                columns = list(value)
-                length = len(value[columns[0]]) if columns else 0
-                return [{c: value[c][i] for c in columns} for i in range(length)]
-            if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-                return list(value)
-            raise HTTPException(400, f"{key} must be a list of objects or an object of lists")
-    raise HTTPException(
-        400, "expected one of dataframe_split, dataframe_records, instances, inputs"
-    )
+        if key not in payload:
+            continue
+        value = payload[key]
+        if isinstance(value, dict):  # columnar: {"col": [v1, v2], ...}
+            lengths = {len(v) if isinstance(v, list) else -1 for v in value.values()}
+            if -1 in lengths or len(lengths) > 1:
+                raise InvocationError(f"{key} as an object needs lists of one length")
+            length = lengths.pop() if lengths else 0
+            rows = [{c: value[c][i] for c in value} for i in range(length)]
+            return _checked_rows(rows, key)
+        if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            return _checked_rows(value, key)
+        raise InvocationError(f"{key} must be a list of objects or an object of lists")
+    raise InvocationError("expected one of dataframe_split, dataframe_records, instances, inputs")
+
+
+def _checked_rows(rows: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """Rows whose values are scalars (JSON null, booleans, numbers or text)."""
+    for index, row in enumerate(rows):
+        for name, value in row.items():
+            if isinstance(value, list | dict):
+                raise InvocationError(f"{where} row {index}, column {name!r}: not a scalar value")
+    return rows
+
+
+def _invocations_body() -> dict[str, Any]:
+    row = {"type": "object", "additionalProperties": True}
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "One of MLflow's input formats.",
+                    "properties": {
+                        "dataframe_split": {
+                            "type": "object",
+                            "properties": {
+                                "columns": {"type": "array", "items": {"type": "string"}},
+                                "data": {"type": "array", "items": {"type": "array"}},
+                            },
+                        },
+                        "dataframe_records": {"type": "array", "items": row},
+                        "instances": {"type": "array", "items": row},
+                        "inputs": {"anyOf": [{"type": "array", "items": row}, row]},
+                    },
+                },
+                "example": {"dataframe_records": [EXAMPLE]},
+            },
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+
+
+def _short(value: Any) -> Any:
+    """An input echoed in an error, cut short (a 1 MB field is not sent back)."""
+    if isinstance(value, str) and len(value) > 100:
+        return value[:100] + "…"
+    if isinstance(value, dict | list):
+        return None
+    return value
 
 
 def refresh_gauges(state: Any) -> None:
@@ -427,12 +544,17 @@ def refresh_gauges(state: Any) -> None:
         service.model_info.labels(*labels).set(1)
         service.model_created.set(model.created_at)
     state.model_labels = labels
-    counters = state.prediction_log.metrics
-    service.queue_depth.set(state.prediction_log.queue_depth)
+    prediction_log = state.prediction_log
+    counters = prediction_log.metrics
+    service.queue_depth.set(prediction_log.queue_depth)
     service.spooled.set(counters.spooled)
     service.failed_writes.set(counters.failed_writes)
     service.written.set(counters.written)
-    service.database_up.set(1 if state.prediction_log.database_ok else 0)
+    service.dead_lettered.set(counters.dead_lettered)
+    service.fsyncs.set(counters.fsyncs)
+    service.fsync_seconds.set(counters.fsync_seconds)
+    service.writer_up.set(0 if prediction_log.problems() else 1)
+    service.database_up.set(1 if prediction_log.database_ok else 0)
     latest = _latest_monitoring(state)
     if latest is not None:
         service.drifted_share.set(latest["drifted_share"])

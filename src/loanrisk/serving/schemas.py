@@ -8,14 +8,39 @@ or converted (``0.1356``, ``36``); each is checked with the profile's parser and
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
 from loanrisk.data.scalar import clean, parse_value
 from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, Parser, Profile, Role
+from loanrisk.serving.bodies import ID_PATTERN, text_problem
 
 CLIENT_ID_MAX = 200
+TEXT_MAX = 200  # characters in any one text value of an application (all are stored)
+
+
+def _storable(limit: int) -> Callable[[str | None], str | None]:
+    def check(value: str | None) -> str | None:
+        if value is not None:
+            problem = text_problem(value, limit)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    return check
+
+
+StoredText = Annotated[str, AfterValidator(_storable(CLIENT_ID_MAX))]
 
 EXAMPLE: dict[str, Any] = {
     "loan_amnt": 12000,
@@ -54,14 +79,16 @@ def application_fields(profile: Profile) -> dict[str, ColumnSpec]:
     return {n: c for n, c in profile.columns.items() if c.role not in (Role.TARGET, Role.LEAKAGE)}
 
 
-def plainly_valid(profile: Profile) -> Callable[[Any], bool]:
+def plainly_valid(profile: Profile, text_limit: int = TEXT_MAX) -> Callable[[Any], bool]:
     """A cheap test that an application needs no validation beyond what scoring does.
 
     True when every key is a known field, every value is ``None`` or a plain JSON scalar of
     the field's type, known categories are respected and required fields are present: then
     the pydantic model could only reject a value the scorer's own parsers reject too (with
     the same message). Anything else goes through the pydantic model, which names each
-    problem. The service uses it to skip a second parse on the hot path.
+    problem. The service uses it to skip a second parse on the hot path. (Bodies reach it
+    through ``bodies.parse_json``, which has already refused NULs, lone surrogates and
+    non-finite numbers.)
     """
     specs = application_fields(profile)
     numeric = {n for n, spec in specs.items() if spec.parser in NUMERIC_PARSERS}
@@ -80,6 +107,8 @@ def plainly_valid(profile: Profile) -> Callable[[Any], bool]:
             if value is None:
                 continue
             kind = type(value)
+            if kind is str and len(value) > text_limit:
+                return False
             if name in numeric:
                 if kind not in numbers:
                     return False
@@ -96,8 +125,11 @@ def plainly_valid(profile: Profile) -> Callable[[Any], bool]:
     return valid
 
 
-def application_model(profile: Profile) -> type[BaseModel]:
-    """A pydantic model of one application, from the profile."""
+def application_model(profile: Profile, text_limit: int = TEXT_MAX) -> type[BaseModel]:
+    """A pydantic model of one application, from the profile.
+
+    Text values longer than ``text_limit``, ``true``/``false`` for a number, NUL
+    characters and lone surrogates are refused: everything accepted is stored as sent."""
     specs = application_fields(profile)
     fields: dict[str, Any] = {}
     for name, spec in specs.items():
@@ -126,7 +158,7 @@ def application_model(profile: Profile) -> type[BaseModel]:
             ),
         )
     fields["client_id"] = (
-        str | None,
+        StoredText | None,
         Field(
             None,
             max_length=CLIENT_ID_MAX,
@@ -134,6 +166,17 @@ def application_model(profile: Profile) -> type[BaseModel]:
             "reported against it later.",
         ),
     )
+
+    numeric = {n for n, spec in specs.items() if spec.parser in NUMERIC_PARSERS}
+
+    def raw(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name in numeric:
+            raise ValueError(f"{str(value).lower()} is not a number")
+        if isinstance(value, str):
+            problem = text_problem(value, text_limit)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
 
     def check(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
         spec = specs.get(info.field_name or "")
@@ -153,7 +196,10 @@ def application_model(profile: Profile) -> type[BaseModel]:
             raise ValueError(f"{typed!r} is not one of {', '.join(spec.categories)}")
         return value
 
-    validators = {"check_with_profile": field_validator(*specs, mode="after")(check)}
+    validators = {
+        "refuse_unstorable": field_validator(*specs, mode="before")(raw),
+        "check_with_profile": field_validator(*specs, mode="after")(check),
+    }
     examples: Any = {"examples": [EXAMPLE]}
     model: type[BaseModel] = create_model(
         "Application",
@@ -201,13 +247,15 @@ class OutcomeIn(BaseModel):
         },
     )
 
-    prediction_id: str | None = Field(None, description="The prediction this outcome is for.")
-    client_id: str | None = Field(None, description="Or: the client reference sent with it.")
-    loan_id: str | None = Field(None, description="Or: the loan id.")
-    defaulted: bool = Field(description="True if the loan defaulted (charged off).")
-    observed_at: str | None = Field(
-        None, description="When it was observed (YYYY-MM-DD).", pattern=r"^\d{4}-\d{2}-\d{2}$"
+    prediction_id: str | None = Field(
+        None, description="The prediction this outcome is for.", pattern=ID_PATTERN
     )
+    client_id: StoredText | None = Field(
+        None, description="Or: the client reference sent with it.", max_length=CLIENT_ID_MAX
+    )
+    loan_id: StoredText | None = Field(None, description="Or: the loan id.", max_length=200)
+    defaulted: bool = Field(description="True if the loan defaulted (charged off).", strict=True)
+    observed_at: date | None = Field(None, description="When it was observed (YYYY-MM-DD).")
 
 
 class OutcomeOut(BaseModel):
