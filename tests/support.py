@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,15 +57,18 @@ def service_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 class Service:
-    def __init__(self, home: Path, **extra: str) -> None:
-        self.port = free_port()
+    """`loanrisk serve` in its own process group (so a test can kill -9 all of it)."""
+
+    def __init__(self, home: Path, *, port: int | None = None, **extra: str) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (home.parent / f"serve-{self.port}.log").open("w")
+        self.log = (home.parent / f"serve-{self.port}.log").open("a")
         self.process = subprocess.Popen(
             [LOANRISK, "serve", "--port", str(self.port)],
             env=service_env(home, **extra),
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 120
         while True:
@@ -79,6 +83,30 @@ class Service:
                     "service did not start: " + Path(self.log.name).read_text()[-3000:]
                 )
             time.sleep(0.3)
+
+    def workers(self) -> list[int]:
+        """Pids of the worker processes (several workers), else of the server itself."""
+        found = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        return [int(p) for p in found] or [self.process.pid]
+
+    def wait_ready(self, seconds: float = 120) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("service not ready: " + Path(self.log.name).read_text()[-3000:])
+
+    def kill(self) -> None:
+        """kill -9 of the server and all its workers at once."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.log.close()
 
     def stop(self) -> None:
         self.process.terminate()

@@ -813,7 +813,8 @@ def serve(
             # A worker loading its model on a busy machine is slow, not hung: uvicorn's
             # 5 s default killed such workers over and over.
             timeout_worker_healthcheck=serving.worker_start_seconds,
-            log_level="warning",
+            # info: uvicorn reports a worker that died or was replaced only at this level.
+            log_level="info" if serving.workers > 1 else "warning",
             access_log=False,
         )
     finally:

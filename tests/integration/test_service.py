@@ -324,3 +324,162 @@ def test_metrics_of_several_workers_are_reported_together(served_home, tmp_path)
         assert len({p.stem.rsplit("_", 1)[-1] for p in folder.glob("counter_*.db")}) == 2
     finally:
         service.stop()
+
+
+def _raw(service: Service, data: bytes, *, wait: float = 0.0, read: bool = True) -> bytes:
+    """Send raw bytes on a fresh connection; optionally wait, then read the answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
+        sock.sendall(data)
+        time.sleep(wait)
+        if not read:
+            return b""
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+            if b"\r\n\r\n" in b"".join(chunks) and b"connection: close" in b"".join(chunks):
+                break
+        return b"".join(chunks)
+
+
+def _status_counts(service: Service, code: str) -> float:
+    samples = _scrape(service.url)
+    return sum(
+        v
+        for k, v in samples.items()
+        if k.startswith("loanrisk_http_requests_total{") and f'status="{code}"' in k
+    )
+
+
+def test_a_client_that_leaves_mid_body_is_not_a_server_error(service):
+    before = _status_counts(service, "500")
+    head = (
+        f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: 1000\r\n\r\nloan_amnt=1"
+    ).encode()
+    for _ in range(5):
+        _raw(service, head, read=False)  # and hang up
+    head = head.replace(b"POST / ", b"POST /v1/predict ").replace(
+        b"Host: x", f"Host: x\r\nX-API-Key: {KEY}".encode()
+    )
+    for _ in range(5):
+        _raw(service, head, read=False)
+    time.sleep(1.0)
+    assert _status_counts(service, "500") == before
+    assert _status_counts(service, "499") >= 10
+
+
+def test_a_body_that_never_finishes_gets_408(served_home):
+    settings, _ = served_home
+    slow = Service(settings.home, LOANRISK_SERVING__BODY_TIMEOUT_SECONDS="1")
+    try:
+        answer = _raw(
+            slow,
+            f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{{".encode(),
+            wait=2.0,
+        )
+    finally:
+        slow.stop()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+
+
+def test_security_headers_on_every_answer(service):
+    for method, path, key in [
+        ("GET", "/health", None),
+        ("GET", "/", None),
+        ("GET", "/v1/model", KEY),
+        ("POST", "/v1/predict", KEY),
+        ("GET", "/no-such-page", None),
+    ]:
+        reply = httpx.request(
+            method,
+            f"{service.url}{path}",
+            json=APPLICATION,
+            headers={"X-API-Key": key} if key else {},
+        )
+        headers = reply.headers
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["x-frame-options"] == "DENY", path
+        assert headers["referrer-policy"] == "no-referrer", path
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+    docs = httpx.get(f"{service.url}/docs")
+    assert "/docs-assets/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text
+    assert httpx.get(f"{service.url}/docs-assets/swagger-ui-bundle.js").status_code == 200
+    assert "script-src 'self'" in docs.headers["content-security-policy"]
+
+
+def test_the_officer_page_cookie_is_secure_away_from_localhost(served_home):
+    from fastapi.testclient import TestClient
+
+    from loanrisk.config import ApiKey, get_settings
+    from loanrisk.serving.app import create_app
+    from loanrisk.serving.security import hash_key
+
+    settings, _ = served_home
+    keyed = get_settings(home=settings.home)
+    keyed.serving.api_keys = [ApiKey(name="o", sha256=hash_key(KEY), scopes=["predict"])]
+    form = {"api_key": KEY, **{k: str(v) for k, v in APPLICATION.items()}}
+    with TestClient(create_app(keyed)) as client:
+        reply = client.post("https://loans.example.com/", data=form)
+        assert reply.status_code == 200
+        cookie = reply.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+        assert "strict-transport-security" in reply.headers
+        cookie = client.post("http://127.0.0.1/", data=form).headers["set-cookie"].lower()
+        assert "secure" not in cookie
+
+
+def test_text_is_bounded_and_the_worker_memory_stays_flat(service):
+    """A free-text field over the limit is refused; many large-but-allowed requests do
+    not grow the worker (the recent cache is bounded in bytes)."""
+    long = httpx.post(
+        f"{service.url}/v1/predict", json=APPLICATION | {"emp_title": "x" * 201}, headers=auth()
+    )
+    assert long.status_code == 422 and "longer than 200" in long.text
+    pid = service.workers()[0]
+
+    def rss() -> int:
+        with open(f"/proc/{pid}/status") as handle:
+            line = next(x for x in handle if x.startswith("VmRSS"))
+        return int(line.split()[1]) * 1024
+
+    body = [APPLICATION | {"emp_title": "y" * 200, "title": "z" * 200}] * 50
+    with httpx.Client(base_url=service.url, headers=auth(), timeout=30) as client:
+        for _ in range(50):
+            assert client.post("/v1/predict", json=body).status_code == 200
+        start = rss()
+        for _ in range(300):
+            assert client.post("/v1/predict", json=body).status_code == 200
+    grown = rss() - start
+    assert grown < 40 << 20, f"worker grew by {grown / 2**20:.0f} MB over 15,000 answers"
+
+
+@pytest.mark.slow
+def test_two_workers_start_and_stay_up_on_a_busy_machine(served_home):
+    """Six busy processes on two cores: both workers load the model and become ready, and
+    none is killed by the supervisor's health check while it loads (uvicorn's 5 s default
+    replaced such workers over and over)."""
+    import subprocess
+    import sys
+
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(6)]
+    try:
+        settings, _ = served_home
+        service = Service(
+            settings.home, LOANRISK_SERVING__WORKERS="2", LOANRISK_LOG_LEVEL="INFO"
+        )
+        try:
+            service.wait_ready(seconds=180)
+            first = sorted(service.workers())
+            time.sleep(8)
+            assert sorted(service.workers()) == first, "a worker was replaced"
+        finally:
+            service.stop()
+    finally:
+        for hog in hogs:
+            hog.kill()
+    log = (settings.home.parent / f"serve-{service.port}.log").read_text()
+    assert log.count("serving loan_default_model version") == 2, log[-2000:]
+    assert "died" not in log, log[-2000:]

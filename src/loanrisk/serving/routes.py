@@ -37,6 +37,25 @@ from loanrisk.serving.schemas import (
 from loanrisk.serving.security import Outcomes, Predict, Read, check
 from loanrisk.warehouse.schema import outcomes, predictions
 
+_ERROR = {
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "properties": {"detail": {}}, "required": ["detail"]}
+        }
+    }
+}
+KEYED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid API key", **_ERROR},
+    403: {"description": "The key lacks the scope", **_ERROR},
+    408: {"description": "The body did not arrive in time", **_ERROR},
+    413: {"description": "Body too large", **_ERROR},
+    422: {"description": "Invalid input, each problem named by its location", **_ERROR},
+}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "No model loaded, or the prediction log cannot record", **_ERROR}
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found", **_ERROR}}
+
 
 class ScoringError(Exception):
     """Applications the model refused, with the problems per application index."""
@@ -159,13 +178,7 @@ def build_router(application: type[BaseModel], profile: Profile, *, text_limit: 
         "/v1/predict",
         response_model=PredictResponse,
         summary="Score one application or a list of them",
-        responses={
-            401: {"description": "Missing or invalid API key"},
-            403: {"description": "Key lacks the 'predict' scope"},
-            413: {"description": "Body too large"},
-            422: {"description": "Invalid fields, named one by one"},
-            503: {"description": "No model loaded"},
-        },
+        responses=KEYED | UNAVAILABLE,
         openapi_extra={"requestBody": body_schema},
         tags=["scoring"],
     )
@@ -220,11 +233,20 @@ def build_router(application: type[BaseModel], profile: Profile, *, text_limit: 
         "/invocations",
         summary="MLflow scoring protocol",
         tags=["scoring"],
-        responses={
-            400: {"description": "Not one of MLflow's input formats, or a refused row"},
-            413: {"description": "Too many rows"},
-            422: {"description": "A value that cannot be stored, named"},
-            503: {"description": "No model loaded"},
+        responses=KEYED
+        | UNAVAILABLE
+        | {
+            400: {
+                "description": "Not one of MLflow's input formats, or a refused row",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"error_code": {"type": "string"}, "message": {}},
+                        }
+                    }
+                },
+            }
         },
         openapi_extra={"requestBody": _invocations_body()},
     )
@@ -275,7 +297,17 @@ def build_router(application: type[BaseModel], profile: Profile, *, text_limit: 
         """The process is up (no model or database needed)."""
         return {"status": "ok"}
 
-    @router.get("/ready", summary="Readiness", tags=["operations"])
+    @router.get(
+        "/ready",
+        summary="Readiness",
+        tags=["operations"],
+        responses={
+            503: {
+                "description": "Not ready, with the reasons",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
     def ready(request: Request) -> Response:
         """200 when a model is loaded, the database answers and the prediction log is
         healthy; 503 with the reasons."""
@@ -300,12 +332,23 @@ def build_router(application: type[BaseModel], profile: Profile, *, text_limit: 
             "model_version": model.version if model else None,
         }
 
-    @router.get("/v1/model", summary="The served model", tags=["operations"])
+    @router.get(
+        "/v1/model",
+        summary="The served model",
+        tags=["operations"],
+        responses=KEYED | UNAVAILABLE,
+    )
     async def model_info(request: Request, _key: Read) -> dict[str, Any]:
         """Version, alias, run, test metrics, threshold, grade scale and when it was loaded."""
         return current_model(request).describe()
 
-    @router.get("/metrics", summary="Prometheus metrics", tags=["operations"])
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics(request: Request) -> Response:
         refresh_gauges(request.app.state)
         return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)
@@ -314,7 +357,7 @@ def build_router(application: type[BaseModel], profile: Profile, *, text_limit: 
         "/v1/predictions/{prediction_id}",
         summary="One logged prediction",
         tags=["log"],
-        responses={404: {"description": "No such prediction"}},
+        responses=KEYED | NOT_FOUND,
     )
     def get_prediction(
         request: Request,
@@ -352,7 +395,7 @@ def build_router(application: type[BaseModel], profile: Profile, *, text_limit: 
         status_code=201,
         summary="Report a realised outcome",
         tags=["log"],
-        responses={404: {"description": "No such prediction"}},
+        responses=KEYED | NOT_FOUND,
         openapi_extra={"requestBody": outcome_body},
     )
     async def report_outcome(request: Request, _key: Outcomes) -> OutcomeOut:
@@ -438,6 +481,8 @@ def _mlflow_records(content_type: str, raw: bytes) -> list[dict[str, Any]]:
         except (UnicodeDecodeError, ValueError, csv.Error, pd.errors.ParserError) as exc:
             raise InvocationError(f"not a CSV body: {str(exc)[:200]}") from exc
         rows = [{str(k): v for k, v in r.items() if v != ""} for r in frame.to_dict("records")]
+        if not rows:
+            raise InvocationError("the CSV body has no rows")
         return _checked_rows(rows, "CSV")
     try:
         payload = bodies.parse_json(raw)
@@ -497,6 +542,11 @@ def _invocations_body() -> dict[str, Any]:
                 "schema": {
                     "type": "object",
                     "description": "One of MLflow's input formats.",
+                    "minProperties": 1,
+                    "anyOf": [
+                        {"required": [key]}
+                        for key in ("dataframe_split", "dataframe_records", "instances", "inputs")
+                    ],
                     "properties": {
                         "dataframe_split": {
                             "type": "object",

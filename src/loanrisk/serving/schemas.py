@@ -133,7 +133,10 @@ def application_model(profile: Profile, text_limit: int = TEXT_MAX) -> type[Base
     specs = application_fields(profile)
     fields: dict[str, Any] = {}
     for name, spec in specs.items():
-        kind: Any = float | str | None if spec.parser in NUMERIC_PARSERS else str | None
+        required = spec.required and name != profile.target.column
+        kind: Any = float | str if spec.parser in NUMERIC_PARSERS else str
+        if not required:
+            kind = kind | None
         extra: dict[str, Any] = {}
         if spec.categories:
             extra["enum_values"] = spec.categories
@@ -150,7 +153,6 @@ def application_model(profile: Profile, text_limit: int = TEXT_MAX) -> type[Base
         description = f"{text[:1].upper()}{text[1:]} ({spec.parser.value}).{bounds}"
         if spec.categories:
             description += f" One of: {', '.join(spec.categories)}."
-        required = spec.required and name != profile.target.column
         fields[name] = (
             kind,
             Field(
@@ -242,8 +244,16 @@ class OutcomeIn(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"prediction_id": "5f0c...", "defaulted": False, "observed_at": "2021-06-30"}
-            ]
+                {
+                    "prediction_id": "5f0c2b8e9d4a4f6b8c1d2e3f4a5b6c7d",
+                    "defaulted": False,
+                    "observed_at": "2021-06-30",
+                }
+            ],
+            "anyOf": [
+                {"required": [key], "properties": {key: {"type": "string"}}}
+                for key in ("prediction_id", "client_id", "loan_id")
+            ],
         },
     )
 
