@@ -201,14 +201,19 @@ def _resolve_input(
                 reader.dispose()
 
         return WAREHOUSE_UNLABELLED, digest, len(ids), from_warehouse
-    files = expand_sources([source])
+    timeout = settings.ingest.source_timeout_seconds
+    files = expand_sources([source], timeout=timeout)
     if len(files) != 1:
         raise LoanriskError(f"{source}: score one file at a time ({len(files)} matched)")
-    raw_file = describe(files[0])
+    raw_file = describe(files[0], timeout=timeout)
 
     def from_file(on_bytes: Callable[[int], None] | None) -> Iterator[pd.DataFrame]:
         yield from read_chunks(
-            raw_file.url, chunk_size=size, encoding=settings.ingest.encoding, on_bytes=on_bytes
+            raw_file.url,
+            chunk_size=size,
+            encoding=settings.ingest.encoding,
+            on_bytes=on_bytes,
+            timeout=timeout,
         )
 
     return raw_file.url, raw_file.content_hash, raw_file.size, from_file

@@ -38,6 +38,12 @@ class IngestSettings(BaseModel):
         default=50_000, ge=100, le=2_000_000, description="Rows read, parsed and written at a time."
     )
     encoding: str = Field(default="utf-8", description="Text encoding of CSV input files.")
+    source_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Give up on a remote source (http, s3, ...) that does not answer this long "
+        "(exit code 75: retry later).",
+    )
     scoring_chunk_size: int = Field(
         default=20_000,
         ge=100,

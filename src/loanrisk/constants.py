@@ -22,6 +22,11 @@ class Table(StrEnum):
     MONITORING_RUNS = "monitoring_runs"
 
 
+# Version tag written "pending" at registration and "complete" once @staging points at the
+# version: a train killed in between leaves a version that --if-new-data does not count.
+REGISTRATION_TAG = "registration"
+
+
 class Alias(StrEnum):
     """Registry aliases; never "latest"."""
 

@@ -40,14 +40,15 @@ def load_outcomes(settings: Settings, source: str) -> OutcomeLoad:
     The outcome comes from a ``defaulted`` column (1/0, true/false) or from the profile's
     target column (``loan_status``: bad -> 1, good -> 0, unknown -> not stored yet).
     """
-    files = expand_sources([source])
+    timeout = settings.ingest.source_timeout_seconds
+    files = expand_sources([source], timeout=timeout)
     warehouse = open_warehouse(settings)
     profile = warehouse.profile
     result = OutcomeLoad(source=", ".join(files))
     try:
         for url in files:
-            describe(url)
-            header = {normalise_header(h): h for h in read_header(url)}
+            describe(url, timeout=timeout)
+            header = {normalise_header(h): h for h in read_header(url, timeout=timeout)}
             id_column = header.get(profile.id.column or "") or header.get("loan_id")
             client_column = header.get("client_id")
             status_column = header.get("defaulted") or header.get(
@@ -61,7 +62,9 @@ def load_outcomes(settings: Settings, source: str) -> OutcomeLoad:
                 )
             mapping = profile.target.mapping()
             with warehouse.engine.begin() as conn:
-                for chunk in read_chunks(url, chunk_size=settings.ingest.chunk_size):
+                for chunk in read_chunks(
+                    url, chunk_size=settings.ingest.chunk_size, timeout=timeout
+                ):
                     _load_chunk(
                         conn, chunk, id_column, client_column, status_column, mapping, result
                     )

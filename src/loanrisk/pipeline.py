@@ -50,6 +50,7 @@ def run_ingest(
             chunk_size=settings.ingest.chunk_size,
             encoding=settings.ingest.encoding,
             delimiter=delimiter,
+            timeout=settings.ingest.source_timeout_seconds,
         )
         results = ingest(
             warehouse.engine, warehouse.profile, sources, options=options, progress=progress
@@ -102,7 +103,7 @@ def run_train(
 
 
 def _require_new_data(settings: Settings, fingerprint: dict[str, Any]) -> None:
-    found = registry.versions(settings)
+    found = [v for v in registry.versions(settings) if v.complete]
     if not found:
         return
     newest = max(found, key=lambda v: int(v.version))

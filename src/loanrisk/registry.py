@@ -14,7 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from loanrisk.config import Settings
-from loanrisk.constants import Alias
+from loanrisk.constants import REGISTRATION_TAG, Alias
 from loanrisk.errors import LoanriskError, UnreachableError
 
 
@@ -49,6 +49,11 @@ class VersionInfo:
     created_at: int
     tags: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def complete(self) -> bool:
+        """Registered to the end (versions older than the tag count as complete)."""
+        return self.tags.get(REGISTRATION_TAG, "complete") == "complete"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
@@ -74,8 +79,11 @@ def register(settings: Settings, *, model_uri: str, tags: dict[str, str]) -> str
     client = connect(settings)
     name = settings.mlflow.model_name
     try:
-        version = mlflow.register_model(model_uri, name, tags=tags).version
+        version = mlflow.register_model(
+            model_uri, name, tags=tags | {REGISTRATION_TAG: "pending"}
+        ).version
         client.set_registered_model_alias(name, Alias.STAGING, version)
+        client.set_model_version_tag(name, version, REGISTRATION_TAG, "complete")
     except MlflowException as exc:
         raise _failure(exc, f"cannot register {model_uri} as {name}") from exc
     return str(version)

@@ -119,7 +119,10 @@ HOSTILE_BODIES = [
     (b'{"loan_amnt": 1e309, "term": "36", "annual_inc": 5e4}', "overflow"),
     (b'{"loan_amnt": true, "term": "36", "annual_inc": 5e4}', "bool"),
     (b"[" * 50_000 + b"]" * 50_000, "deep nesting"),
-    (b'{"loan_amnt": 1000, "term": "36", "annual_inc": 5e4, "title": "' + b"x" * 5000 + b'"}', "long"),
+    (
+        b'{"loan_amnt": 1000, "term": "36", "annual_inc": 5e4, "title": "' + b"x" * 5000 + b'"}',
+        "long",
+    ),
     (b'{"loan_amnt": 1000, "term": "36", "annual_inc": 5e4, "\\ud800": 1}', "surrogate key"),
     (b"\xff\xfe{}", "not UTF-8"),
 ]

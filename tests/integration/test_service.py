@@ -467,9 +467,7 @@ def test_two_workers_start_and_stay_up_on_a_busy_machine(served_home):
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(6)]
     try:
         settings, _ = served_home
-        service = Service(
-            settings.home, LOANRISK_SERVING__WORKERS="2", LOANRISK_LOG_LEVEL="INFO"
-        )
+        service = Service(settings.home, LOANRISK_SERVING__WORKERS="2", LOANRISK_LOG_LEVEL="INFO")
         try:
             service.wait_ready(seconds=180)
             first = sorted(service.workers())

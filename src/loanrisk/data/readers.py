@@ -7,6 +7,8 @@ the chunk size whatever the file size.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import hashlib
 import io
@@ -22,9 +24,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from loanrisk.errors import InputFileError
+from loanrisk.errors import InputFileError, UnreachableError
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
+SOURCE_TIMEOUT = 60.0  # seconds without an answer from a remote source before giving up
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 
@@ -38,11 +41,62 @@ class RawFile:
     content_hash: str
 
 
-def expand_sources(sources: list[str]) -> list[str]:
+def _web(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://"))
+
+
+def _storage_options(url: str, timeout: float) -> dict[str, Any]:
+    """fsspec options for ``url``: a connect and read timeout for web sources (aiohttp
+    waits forever by default)."""
+    if not _web(url):
+        return {}
+    import aiohttp
+
+    return {"client_kwargs": {"timeout": aiohttp.ClientTimeout(connect=timeout, sock_read=timeout)}}
+
+
+def _open(url: str, timeout: float) -> Any:
+    return fsspec.open(url, "rb", **_storage_options(url, timeout))
+
+
+@contextlib.contextmanager
+def _remote(url: str, timeout: float) -> Iterator[None]:
+    """A remote source that fails or does not answer is an outage (retry later), not bad
+    input: ``UnreachableError`` (exit code 75) with one line saying what happened."""
+    try:
+        yield
+    except (InputFileError, UnreachableError):
+        raise
+    except Exception as exc:
+        import aiohttp
+        from fsspec.exceptions import FSTimeoutError
+
+        # fsspec reports most HTTP failures as FileNotFoundError: look at what caused it.
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, asyncio.TimeoutError | FSTimeoutError):
+                raise UnreachableError(f"{url}: no answer within {timeout:g} s") from exc
+            if isinstance(cause, aiohttp.ClientResponseError) and cause.status != 404:
+                raise UnreachableError(
+                    f"{url}: the server answered {cause.status} {cause.message}"
+                ) from exc
+            if isinstance(cause, aiohttp.ClientConnectionError | ConnectionError):
+                raise UnreachableError(f"{url}: cannot reach the server ({cause})") from exc
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(exc, FileNotFoundError):
+            raise InputFileError(f"{url}: no such file") from exc
+        raise
+
+
+def expand_sources(sources: list[str], *, timeout: float = SOURCE_TIMEOUT) -> list[str]:
     """Files, globs and folders (local or fsspec URLs) -> a sorted list of file URLs."""
     found: list[str] = []
     for source in sources:
-        fs, path = fsspec.core.url_to_fs(source)
+        if _web(source) and not any(ch in source for ch in "*?["):
+            found.append(source)  # one file; describe() reads it and says what went wrong
+            continue
+        with _remote(source, timeout):
+            fs, path = fsspec.core.url_to_fs(source, **_storage_options(source, timeout))
         protocol = _protocol_prefix(source)
         if any(ch in path for ch in "*?["):
             matches = sorted(fs.glob(path))
@@ -60,12 +114,12 @@ def expand_sources(sources: list[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def describe(url: str) -> RawFile:
+def describe(url: str, *, timeout: float = SOURCE_TIMEOUT) -> RawFile:
     """Size and SHA-256 of a file's bytes (one streaming pass)."""
     digest = hashlib.sha256()
     size = 0
     try:
-        with fsspec.open(url, "rb") as handle:
+        with _remote(url, timeout), _open(url, timeout) as handle:
             while block := handle.read(4 << 20):
                 digest.update(block)
                 size += len(block)
@@ -83,10 +137,12 @@ def read_chunks(
     encoding: str = "utf-8",
     delimiter: str = ",",
     on_bytes: Callable[[int], None] | None = None,
+    timeout: float = SOURCE_TIMEOUT,
 ) -> Iterator[pd.DataFrame]:
     """Raw rows as frames of Arrow-backed strings, indexed by 1-based source row number."""
-    header = read_header(url, encoding=encoding, delimiter=delimiter)
-    handle: IO[bytes] = fsspec.open(url, "rb").open()
+    header = read_header(url, encoding=encoding, delimiter=delimiter, timeout=timeout)
+    with _remote(url, timeout):
+        handle: IO[bytes] = _open(url, timeout).open()
     counted = _CountingReader(handle, on_bytes)
     try:
         head = counted.peek(4)
@@ -102,7 +158,12 @@ def read_chunks(
                 delimiter=delimiter,
             )
         first_row = 1
-        for table in _rebatch(batches, chunk_size):
+        tables = _rebatch(batches, chunk_size)
+        while True:
+            with _remote(url, timeout):
+                table = next(tables, None)
+            if table is None:
+                break
             frame = table.to_pandas(types_mapper=pd.ArrowDtype)
             frame.index = pd.RangeIndex(first_row, first_row + len(frame))
             first_row += len(frame)
@@ -113,9 +174,11 @@ def read_chunks(
         handle.close()
 
 
-def read_header(url: str, *, encoding: str = "utf-8", delimiter: str = ",") -> list[str]:
+def read_header(
+    url: str, *, encoding: str = "utf-8", delimiter: str = ",", timeout: float = SOURCE_TIMEOUT
+) -> list[str]:
     """Column names of a file, without reading its rows."""
-    with fsspec.open(url, "rb") as handle:
+    with _remote(url, timeout), _open(url, timeout) as handle:
         counted = _CountingReader(handle, None)
         head = counted.peek(4)
         if head[:4] == _PARQUET_MAGIC:

@@ -45,8 +45,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-# One PostgreSQL advisory lock id for every loanrisk migration ("loan" in ASCII).
+# PostgreSQL advisory lock ids ("loan" and "load" in ASCII).
 MIGRATION_LOCK = 0x6C6F616E
+LOAD_LOCK = 0x6C6F6164
+
+
+@contextmanager
+def serialised(engine: sa.Engine, lock_id: int, name: str) -> Iterator[sa.Connection]:
+    """A transaction that processes take one at a time: a transaction-scoped advisory lock
+    on PostgreSQL, a lock file ``<database>.<name>-lock`` beside a SQLite database."""
+    with _sqlite_lock(engine, name), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (lock_id,))
+        yield conn
 
 
 def migrate(engine: sa.Engine, profile: Profile) -> None:
@@ -57,9 +68,7 @@ def migrate(engine: sa.Engine, profile: Profile) -> None:
     database. The ones that wait find the schema current and change nothing.
     """
     try:
-        with _sqlite_lock(engine), engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        with serialised(engine, MIGRATION_LOCK, "migrate") as conn:
             _check_profile(conn, profile)
             config = Config()
             config.set_main_option(
@@ -76,12 +85,12 @@ def migrate(engine: sa.Engine, profile: Profile) -> None:
 
 
 @contextmanager
-def _sqlite_lock(engine: sa.Engine) -> Iterator[None]:
+def _sqlite_lock(engine: sa.Engine, name: str) -> Iterator[None]:
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield
         return
-    with open(f"{database}.migrate-lock", "a") as handle:
+    with open(f"{database}.{name}-lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
         yield
 

@@ -26,10 +26,18 @@ from loanrisk.constants import BATCH_ID, LOAN_ID, SOURCE_ROW, Table
 from loanrisk.data.build import build_features
 from loanrisk.data.jsonrows import json_arrays
 from loanrisk.data.parsers import to_arrow_text
-from loanrisk.data.readers import RawFile, describe, expand_sources, read_chunks, read_header
+from loanrisk.data.readers import (
+    SOURCE_TIMEOUT,
+    RawFile,
+    describe,
+    expand_sources,
+    read_chunks,
+    read_header,
+)
 from loanrisk.data.refine import check_columns, drop_duplicate_ids, refine
 from loanrisk.profiles.model import Profile
 from loanrisk.warehouse.bulk import upsert_frame, write_frame
+from loanrisk.warehouse.engine import LOAD_LOCK, serialised
 from loanrisk.warehouse.schema import (
     bronze_loans,
     ingestion_batches,
@@ -76,6 +84,7 @@ class IngestOptions:
     chunk_size: int = 50_000
     encoding: str = "utf-8"
     delimiter: str = ","
+    timeout: float = SOURCE_TIMEOUT
 
 
 def ingest(
@@ -91,7 +100,8 @@ def ingest(
     Files are checked (readable, required columns present) before anything is written.
     """
     options = options or IngestOptions()
-    files = [describe(url) for url in expand_sources(sources)]
+    timeout = options.timeout
+    files = [describe(url, timeout=timeout) for url in expand_sources(sources, timeout=timeout)]
     results = []
     for raw_file in files:
         results.append(_ingest_file(engine, profile, raw_file, options, progress))
@@ -107,18 +117,19 @@ def _ingest_file(
 ) -> BatchResult:
     result = BatchResult(source=raw_file.url, content_hash=raw_file.content_hash)
     with engine.connect() as conn:
-        earlier = conn.execute(
-            sa.select(ingestion_batches.c.batch_id, ingestion_batches.c.source).where(
-                ingestion_batches.c.content_hash == raw_file.content_hash
-            )
-        ).first()
+        earlier = _earlier_batch(conn, raw_file)
     if earlier is not None:
         result.skipped, result.batch_id = True, earlier.batch_id
         result.note = f"already ingested as batch {earlier.batch_id} ({earlier.source})"
         log.info("skip %s: %s", raw_file.url, result.note)
         return result
 
-    header = read_header(raw_file.url, encoding=options.encoding, delimiter=options.delimiter)
+    header = read_header(
+        raw_file.url,
+        encoding=options.encoding,
+        delimiter=options.delimiter,
+        timeout=options.timeout,
+    )
     mapping = check_columns(header, profile, source=raw_file.url)
     result.columns_ignored = [c for c in header if c not in mapping]
 
@@ -127,7 +138,15 @@ def _ingest_file(
     if progress is not None:
         progress.start(raw_file.url, raw_file.size)
     try:
-        with engine.begin() as conn:
+        # Loads take turns: two runs of one file give one batch and one "skipped", and
+        # files that share loan ids cannot race on the same silver rows.
+        with serialised(engine, LOAD_LOCK, "load") as conn:
+            earlier = _earlier_batch(conn, raw_file)
+            if earlier is not None:
+                result.skipped, result.batch_id = True, earlier.batch_id
+                result.note = f"already ingested as batch {earlier.batch_id} ({earlier.source})"
+                log.info("skip %s: %s (by a concurrent run)", raw_file.url, result.note)
+                return result
             batch_id = conn.execute(
                 sa.insert(ingestion_batches)
                 .values(
@@ -173,6 +192,15 @@ def _ingest_file(
     return result
 
 
+def _earlier_batch(conn: sa.Connection, raw_file: RawFile) -> Any:
+    """The batch that already holds these exact bytes, if any."""
+    return conn.execute(
+        sa.select(ingestion_batches.c.batch_id, ingestion_batches.c.source).where(
+            ingestion_batches.c.content_hash == raw_file.content_hash
+        )
+    ).first()
+
+
 def _chunks(
     raw_file: RawFile, options: IngestOptions, progress: Progress | None
 ) -> Iterator[pd.DataFrame]:
@@ -182,6 +210,7 @@ def _chunks(
         encoding=options.encoding,
         delimiter=options.delimiter,
         on_bytes=progress.advance if progress is not None else None,
+        timeout=options.timeout,
     )
 
 

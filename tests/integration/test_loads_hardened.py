@@ -1,0 +1,172 @@
+"""Loads that fail the way real infrastructure fails: web sources that answer 500 or never
+answer, two ingests at once, a train killed after registering."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from loanrisk import registry
+from loanrisk.constants import REGISTRATION_TAG
+from loanrisk.data.generate import GeneratorConfig, write_generated
+from loanrisk.errors import NothingToDo
+from loanrisk.modeling.train import data_fingerprint
+from loanrisk.pipeline import run_ingest, run_promote, run_train
+from loanrisk.warehouse.engine import open_warehouse
+from loanrisk.warehouse.ingest import warehouse_status
+from loanrisk.warehouse.queries import read_gold
+from tests.integration.test_cli import run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def failing_server() -> Iterator[str]:
+    """A web server that answers 500 to everything."""
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(500)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A server that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_a_web_source_that_fails_exits_75_in_one_line(tmp_path: Path, failing_server):
+    result = run("ingest", f"{failing_server}/loans.csv", home=tmp_path / "home")
+    assert result.returncode == 75, result.stderr
+    assert "answered 500" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_a_web_source_that_never_answers_times_out_with_75(tmp_path: Path, silent_server):
+    started = time.monotonic()
+    result = run(
+        "ingest",
+        f"{silent_server}/loans.csv",
+        home=tmp_path / "home",
+        env={"LOANRISK_INGEST__SOURCE_TIMEOUT_SECONDS": "2"},
+    )
+    assert result.returncode == 75, result.stderr
+    assert "no answer within 2 s" in result.stderr
+    assert time.monotonic() - started < 60
+
+
+def _loans(folder: Path, name: str, **config: object) -> Path:
+    path = folder / name
+    write_generated(
+        GeneratorConfig(**({"rows": 3000, "start": "2016-01", "months": 6, "seed": 3} | config)),
+        path,
+    )
+    return path
+
+
+def test_concurrent_ingests_of_one_file_give_one_batch_and_one_skip(warehouse_settings, tmp_path):
+    loans = _loans(tmp_path, "loans.csv")
+    open_warehouse(warehouse_settings).engine.dispose()  # migrated before the race
+    with ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(lambda _: run_ingest(warehouse_settings, [str(loans)])[0][0], range(2))
+        )
+    assert sorted(r.skipped for r in results) == [False, True]
+    status = warehouse_status(open_warehouse(warehouse_settings).engine)
+    assert status.batches == 1 and status.reconciled
+
+
+def test_concurrent_ingests_sharing_loan_ids_both_load(warehouse_settings, tmp_path):
+    first = _loans(tmp_path, "first.csv")
+    # The same loans extracted later: same ids, other statuses and bytes.
+    second = _loans(tmp_path, "second.csv", as_of="2021-01")
+    open_warehouse(warehouse_settings).engine.dispose()
+    with ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(lambda f: run_ingest(warehouse_settings, [str(f)])[0][0], [first, second])
+        )
+    assert not any(r.skipped for r in results)
+    new = sum(r.rows_silver_new for r in results)
+    assert new > 2900 and sum(r.rows_silver_updated for r in results) == new
+    status = warehouse_status(open_warehouse(warehouse_settings).engine)
+    assert status.batches == 2 and status.reconciled
+    assert status.tables["silver_loans"] == new
+
+
+def test_a_train_killed_after_registering_does_not_block_the_next(sqlite_settings, tmp_path):
+    settings = sqlite_settings
+    settings.training.trials = 0
+    settings.training.candidates = ["logistic_regression"]
+    run_ingest(
+        settings,
+        [
+            str(
+                _loans(
+                    tmp_path, "loans.csv", rows=8000, start="2014-01", months=12, as_of="2019-01"
+                )
+            )
+        ],
+    )
+    first = run_train(settings)
+    assert run_promote(settings).promoted
+    run_ingest(
+        settings,
+        [
+            str(
+                _loans(
+                    tmp_path,
+                    "more.csv",
+                    rows=8000,
+                    start="2014-01",
+                    months=12,
+                    as_of="2019-01",
+                    seed=9,
+                )
+            )
+        ],
+    )
+    engine = open_warehouse(settings).engine
+    new_hash = data_fingerprint(read_gold(engine))["content_hash"]
+    engine.dispose()
+    # What a train on the new data leaves when it is killed between registering and moving
+    # @staging: a version tagged with the new data's hash, still "pending", no alias.
+    info = registry.get(settings, first.version)
+    registry.connect(settings)
+    orphan = mlflow.register_model(
+        f"models:/{settings.mlflow.model_name}/{first.version}",
+        settings.mlflow.model_name,
+        tags=info.tags | {"data_hash": new_hash, REGISTRATION_TAG: "pending"},
+    ).version
+    assert registry.by_alias(settings, "staging").version == first.version
+    # The unfinished version does not count: the next scheduled train does the work.
+    second = run_train(settings, if_new_data=True)
+    assert int(second.version) > int(orphan)
+    assert registry.get(settings, second.version).complete
+    assert not registry.get(settings, str(orphan)).complete
+    assert registry.by_alias(settings, "staging").version == second.version
+    with pytest.raises(NothingToDo, match=f"version {second.version} was trained"):
+        run_train(settings, if_new_data=True)
+    assert run_promote(settings).promoted
+    assert registry.by_alias(settings, "production").version == second.version
