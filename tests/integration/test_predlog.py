@@ -7,7 +7,6 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa

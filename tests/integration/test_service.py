@@ -355,9 +355,9 @@ def _status_counts(service: Service, code: str) -> float:
 def test_a_client_that_leaves_mid_body_is_not_a_server_error(service):
     before = _status_counts(service, "500")
     head = (
-        f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-        f"Content-Length: 1000\r\n\r\nloan_amnt=1"
-    ).encode()
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: 1000\r\n\r\nloan_amnt=1"
+    )
     for _ in range(5):
         _raw(service, head, read=False)  # and hang up
     head = head.replace(b"POST / ", b"POST /v1/predict ").replace(
