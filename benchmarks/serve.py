@@ -1,14 +1,19 @@
-"""Serving throughput and latency: `mlflow models serve` vs `loanrisk serve`, same model.
+"""Serving throughput and latency: `mlflow models serve`, the bare limit and `loanrisk
+serve`, same registered model.
 
-    python benchmarks/serve.py [--seconds 6] [--workers 1]
+    python benchmarks/serve.py [--seconds 6] [--workers 2] [--servers mlflow,bare,loanrisk]
 
 Trains and promotes one LightGBM model on generated loans (embedded MLflow store), then
-serves that registered version two ways on loopback: MLflow's own server, and
-`loanrisk serve` with the prediction log on a fresh PostgreSQL database. Each cell sends
+serves that registered version three ways on loopback: MLflow's own server; the bare
+limit (`benchmarks/bare.py`: loanrisk's fast scorer behind a minimal ASGI app, no log,
+auth, metrics or validation, same uvicorn and worker count); and `loanrisk serve` with the
+durable prediction log (write-ahead file + PostgreSQL) on a fresh database. Each cell sends
 one application, or 100, per request from 1, 8 and 32 concurrent keep-alive clients for a
-bounded time, and reports requests/s, applications/s and p50/p99 latency, then the ratio.
+bounded time, and reports requests/s, applications/s and p50/p99 latency, then ratios.
 At the end the `predictions` rows are counted against the applications loanrisk answered.
-Goal (issue 4): >= 10x MLflow's single-application throughput, p99 <= 50 ms at 32 clients.
+Goals: issue 4, >= 10x MLflow's single-application throughput and p99 <= 50 ms at 32
+clients; issue 12, with the durable log >= 0.6x the bare limit at 1 app x 32 clients and,
+for 100-application requests at 32 clients, p99 <= 3x p50.
 
 Load generator: `wrk` (Debian package; C, event loop) when it is installed, else Python
 clients (threads in two processes; their own GIL queueing inflates the tail). Both servers
@@ -218,11 +223,17 @@ def main() -> None:
         ),
     )
     parser.add_argument(
+        "--servers",
+        default="mlflow,bare,loanrisk",
+        help="which servers to measure, comma-separated (mlflow, bare, loanrisk)",
+    )
+    parser.add_argument(
         "--cells",
         default="1x1,1x8,1x32,100x1,100x8,100x32",
         help="applications-per-request x clients, comma-separated",
     )
     args = parser.parse_args()
+    servers = set(args.servers.split(","))
     cells = [tuple(int(n) for n in c.split("x")) for c in args.cells.split(",")]
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
     generate = load_wrk if use_wrk else load
@@ -287,62 +298,87 @@ def main() -> None:
         ]
         records = [{k: r[k] for k in fields if r[k] != ""} for r in apps.to_dict("records")]
 
-        mlflow_port, loanrisk_port = free_port(), free_port()
+        mlflow_port, bare_port, loanrisk_port = free_port(), free_port(), free_port()
         log_path = tmp / "servers.log"
-        with log_path.open("w") as log:
-            processes.append(
-                subprocess.Popen(
-                    [
-                        f"{BIN}/mlflow",
-                        "models",
-                        "serve",
-                        "-m",
-                        "models:/loan_default_model@production",
-                        "--env-manager",
-                        "local",
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        str(mlflow_port),
-                    ],
-                    env=env | {"MLFLOW_TRACKING_URI": f"sqlite:///{home.resolve()}/mlflow.db"},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            processes.append(
-                subprocess.Popen(
-                    [
-                        LOANRISK,
-                        "serve",
-                        "--port",
-                        str(loanrisk_port),
-                        "--workers",
-                        str(args.workers),
-                    ],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        wait_for(f"http://127.0.0.1:{mlflow_port}/ping", processes[0])
-        wait_for(f"http://127.0.0.1:{loanrisk_port}/ready", processes[1])
-
         json_headers = {"Content-Type": "application/json"}
-        targets = {
+        commands = {
             "mlflow models serve": (
-                mlflow_port,
-                "/invocations",
-                lambda rs: json.dumps({"dataframe_records": rs}).encode(),
-                json_headers,
+                [
+                    f"{BIN}/mlflow",
+                    "models",
+                    "serve",
+                    "-m",
+                    "models:/loan_default_model@production",
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(mlflow_port),
+                ],
+                env | {"MLFLOW_TRACKING_URI": f"sqlite:///{home.resolve()}/mlflow.db"},
+                f"http://127.0.0.1:{mlflow_port}/ping",
+                (
+                    mlflow_port,
+                    "/invocations",
+                    lambda rs: json.dumps({"dataframe_records": rs}).encode(),
+                    json_headers,
+                ),
+            ),
+            "bare limit": (
+                [
+                    f"{BIN}/uvicorn",
+                    "bare:app_factory",
+                    "--factory",
+                    "--app-dir",
+                    str(Path(__file__).parent),
+                    "--port",
+                    str(bare_port),
+                    "--workers",
+                    str(args.workers),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                    "--timeout-worker-healthcheck",
+                    "120",
+                ],
+                env,
+                f"http://127.0.0.1:{bare_port}/ready",
+                (
+                    bare_port,
+                    "/",
+                    lambda rs: json.dumps(rs if len(rs) > 1 else rs[0]).encode(),
+                    json_headers,
+                ),
             ),
             "loanrisk serve": (
-                loanrisk_port,
-                "/v1/predict",
-                lambda rs: json.dumps(rs if len(rs) > 1 else rs[0]).encode(),
-                json_headers | {"Authorization": f"Bearer {KEY}"},
+                [LOANRISK, "serve", "--port", str(loanrisk_port), "--workers", str(args.workers)],
+                env,
+                f"http://127.0.0.1:{loanrisk_port}/ready",
+                (
+                    loanrisk_port,
+                    "/v1/predict",
+                    lambda rs: json.dumps(rs if len(rs) > 1 else rs[0]).encode(),
+                    json_headers | {"Authorization": f"Bearer {KEY}"},
+                ),
             ),
         }
+        chosen = {
+            name: spec
+            for name, spec in commands.items()
+            if name.split()[0] in servers or (name == "bare limit" and "bare" in servers)
+        }
+        targets = {}
+        with log_path.open("w") as log:
+            for name, (command, server_env, ready, target) in chosen.items():
+                process = subprocess.Popen(
+                    command, env=server_env, stdout=log, stderr=subprocess.STDOUT
+                )
+                processes.append(process)
+                wait_for(ready, process)
+                targets[name] = target
+        loanrisk_process = processes[-1] if "loanrisk serve" in chosen else None
+
         table = []
         answered = 0  # applications loanrisk answered, warm-ups included
         for size, clients in cells:
@@ -365,9 +401,10 @@ def main() -> None:
                     flush=True,
                 )
         time.sleep(2)  # replies still in flight when the generator stopped are answered
-        served = served_applications(loanrisk_port)
-        processes[1].terminate()
-        processes[1].wait(timeout=60)
+        served = served_applications(loanrisk_port) if loanrisk_process else 0
+        if loanrisk_process is not None:
+            loanrisk_process.terminate()
+            loanrisk_process.wait(timeout=60)
         engine = sa.create_engine(warehouse_url)
         with engine.connect() as conn:
             logged = conn.execute(
@@ -395,12 +432,20 @@ def main() -> None:
             f"{name:<20} {size:>8} {clients:>7} {r['rps']:>9.1f} {r['rps'] * size:>9.1f} "
             f"{r['p50']:>8.1f} {r['p99']:>8.1f} {r['errors']:>6}"
         )
-    print("\nratio loanrisk / mlflow (requests/s):")
-    for size, clients in cells:
-        pair = {n: r for n, s, c, r in table if s == size and c == clients}
-        base = pair["mlflow models serve"]["rps"]
-        ratio = pair["loanrisk serve"]["rps"] / base if base else float("inf")
-        print(f"  {size:>3} app(s)/request, {clients:>2} clients: {ratio:6.1f}x")
+    pairs = {(s, c): {n: r for n, s2, c2, r in table if (s2, c2) == (s, c)} for s, c in cells}
+    for reference in ("mlflow models serve", "bare limit"):
+        if reference not in targets or "loanrisk serve" not in targets:
+            continue
+        print(f"\nratio loanrisk serve / {reference} (requests/s):")
+        for (size, clients), pair in pairs.items():
+            base = pair[reference]["rps"]
+            ratio = pair["loanrisk serve"]["rps"] / base if base else float("inf")
+            print(f"  {size:>3} app(s)/request, {clients:>2} clients: {ratio:6.2f}x")
+    if "loanrisk serve" in targets:
+        print("\nloanrisk serve tail (p99 / p50):")
+        for (size, clients), pair in pairs.items():
+            r = pair["loanrisk serve"]
+            print(f"  {size:>3} app(s)/request, {clients:>2} clients: {r['p99'] / r['p50']:6.2f}")
     verdict = "equal" if logged[0] == logged[1] == served else "NOT equal"
     print(
         f"\npredictions rows {logged[0]:,} (distinct ids {logged[1]:,}) vs applications "

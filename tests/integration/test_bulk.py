@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from loanrisk.config import get_settings
-from loanrisk.serving.predlog import PredictionLog
+from loanrisk.serving.predlog import COLUMNS, PredictionLog, encode_rows
 from loanrisk.warehouse import pgcopy
 from loanrisk.warehouse.bulk import write_arrow
 from loanrisk.warehouse.engine import open_warehouse
@@ -153,9 +153,10 @@ def test_prediction_log_appends_and_never_duplicates_a_retried_batch(postgres_ur
     settings.warehouse.url = SecretStr(postgres_url)
     warehouse = open_warehouse(settings)
     writer = PredictionLog(warehouse.engine, tmp_path / "spool")
-    writer._insert([_log_row("a"), _log_row("b")])
-    writer._insert([_log_row("b"), _log_row("c")])  # "b" again: skipped, not an error
-    writer._insert([_log_row("c"), _log_row("d")], replay=True)
+    lines = {i: encode_rows([_log_row(i)])[0] for i in "abcd"}
+    writer._insert([lines["a"], lines["b"]], COLUMNS)
+    writer._insert([lines["b"], lines["c"]], COLUMNS)  # "b" again: skipped, not an error
+    writer._insert([lines["c"], lines["d"]], COLUMNS, replay=True)
     with warehouse.engine.connect() as conn:
         ids = [r[0] for r in conn.execute(sa.text("SELECT prediction_id FROM predictions"))]
     warehouse.engine.dispose()

@@ -1,15 +1,17 @@
 """The prediction log: every answered prediction becomes exactly one ``predictions`` row.
 
-Durable before answered. A request's rows are encoded as JSON lines (which also proves
-they can be stored: no lone surrogate, no NaN) and handed to one flusher thread, which
-appends them to this process's write-ahead segment and calls ``fdatasync``; the request
-is answered only after that. Every request that arrives while an fsync runs joins the
-next one (group commit), so the cost per request stays a fraction of one fsync.
+Durable before answered. A request's rows are encoded as lines of PostgreSQL's COPY text
+format (which also proves they can be stored: no NUL, no lone surrogate, no NaN) and
+handed to one flusher thread, which appends them to this process's write-ahead segment
+and calls ``fdatasync``; the request is answered only after that. Requests that arrive
+while an fsync runs, or within ``commit_delay`` of the first waiting one, share the next
+fsync (group commit), so the cost per request stays a fraction of one fsync.
 
-A writer thread tails the segments into ``predictions`` in batches (one binary COPY on
-PostgreSQL) and deletes a segment once all its rows are in. While the database is
-unreachable the rows simply wait on disk and memory stays flat; nothing is held only in
-memory at any time.
+A writer thread tails the segments into ``predictions`` in batches and deletes a segment
+once all its rows are in. The segment bytes *are* the COPY stream: on PostgreSQL a batch
+is one ``COPY ... FROM STDIN`` of a block of lines, with no Python work per row (on
+SQLite the lines are parsed back into rows). While the database is unreachable the rows
+wait on disk and memory stays flat; nothing is held only in memory at any time.
 
 Recovery. Each process holds an exclusive ``flock`` on its own segments. A segment whose
 lock can be taken belongs to a process that is gone (a clean stop with the database down,
@@ -30,7 +32,10 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
+import numbers
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -39,10 +44,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import sqlalchemy as sa
 
-from loanrisk.warehouse.bulk import insert_new_rows, write_arrow
+from loanrisk.warehouse.bulk import copy_text, insert_new_rows
 from loanrisk.warehouse.schema import predictions
 
 log = logging.getLogger(__name__)
@@ -77,29 +81,115 @@ def log_folder(spool_dir: Path, warehouse_url: str) -> Path:
     return spool_dir / f"predictions-{digest}"
 
 
+# The fields of a log line, in order; each segment starts with a header line naming them,
+# so a segment written before a schema change is still read by name.
+COLUMNS = [c.name for c in predictions.columns]
+_KINDS = {
+    c.name: (
+        "float"
+        if isinstance(c.type, sa.Float)
+        else "int"
+        if isinstance(c.type, sa.Integer)
+        else "datetime"
+        if isinstance(c.type, sa.DateTime)
+        else "text"
+    )
+    for c in predictions.columns
+}
+HEADER_MARK = b"#loanrisk-prediction-log 1"
+_UNESCAPE = re.compile(r"\\(.)")
+_UNESCAPED = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\", "N": "N"}
+
+
+def header(columns: list[str]) -> bytes:
+    return HEADER_MARK + b"\t" + "\t".join(columns).encode() + b"\n"
+
+
 def encode_rows(rows: list[dict[str, Any]]) -> list[bytes]:
-    """JSON lines for ``rows``; raises ``UnstorableRow`` naming the column that cannot be."""
+    """COPY text lines for ``rows``; raises ``UnstorableRow`` naming the column that cannot
+    be stored (a NUL, a lone surrogate, a non-finite number, an unknown type)."""
     lines = []
     for row in rows:
+        text = "\t".join([_field(name, row.get(name)) for name in COLUMNS]) + "\n"
         try:
-            text = json.dumps(row, ensure_ascii=False, allow_nan=False, default=_json_default)
-            lines.append(text.encode("utf-8") + b"\n")
-        except (UnicodeEncodeError, ValueError, TypeError) as exc:
-            raise UnstorableRow(f"{_culprit(row)}: {exc}") from exc
+            lines.append(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise UnstorableRow(f"{_culprit(row)}: a lone UTF-16 surrogate") from exc
     return lines
 
 
-def decode_row(line: bytes) -> dict[str, Any]:
-    """A row from its JSON line (also reads the older spool's ``__datetime__`` form)."""
-    row: dict[str, Any] = json.loads(line)
-    if not isinstance(row, dict) or "prediction_id" not in row:
-        raise ValueError("not a prediction row")
-    created = row.get("created_at")
-    if isinstance(created, dict) and "__datetime__" in created:
-        created = created["__datetime__"]
-    if isinstance(created, str):
-        row["created_at"] = datetime.fromisoformat(created)
+def decode_line(line: bytes, columns: list[str] = COLUMNS) -> dict[str, Any]:
+    """A row from its log line (the inverse of ``encode_rows``)."""
+    fields = line.rstrip(b"\n").decode("utf-8").split("\t")
+    if len(fields) != len(columns):
+        raise ValueError(f"{len(fields)} fields where {len(columns)} were expected")
+    row: dict[str, Any] = {}
+    for name, text in zip(columns, fields, strict=True):
+        if text == "\\N":
+            row[name] = None
+            continue
+        if "\\" in text:
+            text = _UNESCAPE.sub(lambda m: _UNESCAPED.get(m.group(1), m.group(1)), text)
+        kind = _KINDS.get(name, "text")
+        row[name] = (
+            float(text)
+            if kind == "float"
+            else int(text)
+            if kind == "int"
+            else datetime.fromisoformat(text)
+            if kind == "datetime"
+            else text
+        )
     return row
+
+
+def _field(name: str, value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise UnstorableRow(f"{name}: text contains a NUL character")
+        if "\\" in value:
+            value = value.replace("\\", "\\\\")
+        if "\t" in value or "\n" in value or "\r" in value:
+            value = value.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if not math.isfinite(number):
+            raise UnstorableRow(f"{name}: {number} is not a finite number")
+        return repr(number)
+    raise UnstorableRow(f"{name}: cannot store a {type(value).__name__}")
+
+
+def _culprit(row: dict[str, Any]) -> str:
+    """The first column of ``row`` that cannot be encoded (for the refusal message)."""
+    for name in COLUMNS:
+        try:
+            _field(name, row.get(name)).encode("utf-8")
+        except (UnicodeEncodeError, UnstorableRow):
+            return name
+    return "row"
+
+
+def _legacy_rows(data: bytes) -> list[bytes]:
+    """Lines of the older JSON-lines spool (``predictions*.jsonl``), re-encoded."""
+    lines = []
+    for raw in data.splitlines():
+        if not raw.strip():
+            continue
+        row = json.loads(raw)
+        created = row.get("created_at")
+        if isinstance(created, dict) and "__datetime__" in created:
+            row["created_at"] = datetime.fromisoformat(created["__datetime__"])
+        lines.extend(encode_rows([row]))
+    return lines
 
 
 class PredictionLog:
@@ -116,6 +206,7 @@ class PredictionLog:
         recent_bytes: int = 16 << 20,
         segment_bytes: int = 16 << 20,
         stuck_seconds: float = 60.0,
+        commit_delay: float = 0.001,
     ) -> None:
         self.engine = engine
         self.folder = folder
@@ -125,6 +216,7 @@ class PredictionLog:
         self.retry_seconds = retry_seconds
         self.segment_bytes = segment_bytes
         self.stuck_seconds = stuck_seconds
+        self.commit_delay = commit_delay
         self.metrics = LogMetrics()
         self._recent = _RecentRows(recent_bytes)
         # flusher side
@@ -175,7 +267,7 @@ class PredictionLog:
     def recent(self, prediction_id: str) -> dict[str, Any] | None:
         """A prediction answered lately, whether or not it is in the database yet."""
         line = self._recent.get(prediction_id)
-        return None if line is None else decode_row(line)
+        return None if line is None else decode_line(line)
 
     @property
     def queue_depth(self) -> int:
@@ -234,9 +326,12 @@ class PredictionLog:
             with self._cond:
                 while not self._waiting and not self._stopping:
                     self._cond.wait()
-                waiting, self._waiting = self._waiting, []
-                if not waiting and self._stopping:
+                if not self._waiting and self._stopping:
                     return
+            if self.commit_delay and not self._stopping:
+                time.sleep(self.commit_delay)  # let the requests of the next moment join
+            with self._cond:
+                waiting, self._waiting = self._waiting, []
             error: BaseException | None = None
             try:
                 self._append(b"".join(b"".join(lines) for lines, _, _ in waiting), waiting)
@@ -275,8 +370,11 @@ class PredictionLog:
         path = self.folder / f"{os.getpid()}-{time.time_ns()}{SEGMENT_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        start = header(COLUMNS)
+        os.write(fd, start)
+        os.fdatasync(fd)
         _fsync_folder(self.folder)
-        segment = _Segment(path, fd)
+        segment = _Segment(path, fd, synced=len(start), done=len(start))
         with self._segments_lock:
             if self._segments:
                 self._segments[-1].sealed = True
@@ -331,7 +429,7 @@ class PredictionLog:
             lines = block.splitlines(keepends=True)
             for first in range(0, len(lines), self.batch_rows):
                 batch = lines[first : first + self.batch_rows]
-                self._store(batch, replay=False)
+                self._store(batch, COLUMNS, replay=False)
                 with self._segments_lock:
                     segment.done += sum(len(line) for line in batch)
                     segment.done_rows += len(batch)
@@ -361,54 +459,52 @@ class PredictionLog:
                 complete = data[: data.rfind(b"\n") + 1]
                 if len(complete) < len(data):  # never fsynced, so never answered
                     log.info("prediction log: %s ends in a partial line; ignored", path.name)
-                lines = complete.splitlines(keepends=True)
+                columns, lines = _segment_lines(path, complete)
                 for first in range(0, len(lines), self.batch_rows):
-                    self._store(lines[first : first + self.batch_rows], replay=True)
+                    self._store(lines[first : first + self.batch_rows], columns, replay=True)
                 path.unlink(missing_ok=True)
                 log.info("prediction log: replayed %d rows from %s", len(lines), path.name)
             finally:
                 os.close(fd)
 
-    def _store(self, lines: list[bytes], *, replay: bool) -> None:
-        rows: list[dict[str, Any]] = []
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                rows.append(decode_row(line))
-            except ValueError as exc:
-                self._dead(line.decode("utf-8", "replace"), f"unreadable line: {exc}")
-        self._insert_or_isolate(rows, replay=replay)
-
-    def _insert_or_isolate(self, rows: list[dict[str, Any]], *, replay: bool) -> None:
-        """Insert rows; if the database refuses some, store the others and dead-letter those."""
-        if not rows:
+    def _store(self, lines: list[bytes], columns: list[str], *, replay: bool) -> None:
+        """Write ``lines`` once each; if the database refuses some, write the others and
+        dead-letter those (with the reason). Raises ``_Outage`` when it did not answer."""
+        lines = [line for line in lines if line.strip()]
+        if not lines:
             return
         try:
-            self._insert(rows, replay=replay)
-            self.metrics.written += len(rows)
+            self._insert(lines, columns, replay=replay)
+            self.metrics.written += len(lines)
             return
         except Exception as exc:
             if self._is_outage(exc):
                 raise _Outage from exc
-            if len(rows) == 1:
-                self._dead(rows[0], _reason(exc))
+            if len(lines) == 1:
+                self._dead(lines[0], columns, _reason(exc))
                 return
-        middle = len(rows) // 2
-        self._insert_or_isolate(rows[:middle], replay=True)
-        self._insert_or_isolate(rows[middle:], replay=True)
+        middle = len(lines) // 2
+        self._store(lines[:middle], columns, replay=True)
+        self._store(lines[middle:], columns, replay=True)
 
-    def _insert(self, rows: list[dict[str, Any]], *, replay: bool = False) -> None:
-        """Write rows once each. Ids are random, so a live batch is appended as it is (one
-        COPY); a replayed segment, or a batch whose ids partly went in before (a commit
-        whose reply was lost), goes through ``insert_new_rows``, which skips known ids."""
-        if not replay and self.engine.dialect.name == "postgresql":
-            try:
-                with self.engine.begin() as conn:
-                    write_arrow(conn, predictions, pa.Table.from_pylist(rows))
-                return
-            except sa.exc.IntegrityError:
-                log.info("prediction log: some ids already written; skipping those")
+    def _insert(self, lines: list[bytes], columns: list[str], *, replay: bool = False) -> None:
+        """Write lines once each. Ids are random, so a live batch is appended as it is (one
+        COPY of the lines as they are on disk); a replayed segment, or a batch whose ids
+        partly went in before (a commit whose reply was lost), skips the ids already there.
+        """
+        if self.engine.dialect.name == "postgresql":
+            data = b"".join(lines)
+            if not replay:
+                try:
+                    with self.engine.begin() as conn:
+                        copy_text(conn, predictions, columns, data)
+                    return
+                except sa.exc.IntegrityError:
+                    log.info("prediction log: some ids already written; skipping those")
+            with self.engine.begin() as conn:
+                copy_text(conn, predictions, columns, data, key="prediction_id")
+            return
+        rows = [decode_line(line, columns) for line in lines]
         with self.engine.begin() as conn:
             insert_new_rows(conn, predictions, rows, key="prediction_id")
 
@@ -427,7 +523,11 @@ class PredictionLog:
             return True
         return False
 
-    def _dead(self, row: dict[str, Any] | str, reason: str) -> None:
+    def _dead(self, line: bytes, columns: list[str], reason: str) -> None:
+        try:
+            row: dict[str, Any] | str = decode_line(line, columns)
+        except (ValueError, UnicodeDecodeError):
+            row = line.decode("utf-8", "backslashreplace")
         entry = {"at": datetime.now(UTC).isoformat(), "reason": reason, "row": row}
         with self.dead_letter.open("a", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(json.dumps(entry, default=str) + "\n")
@@ -526,20 +626,16 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot store a {type(value).__name__}")
-
-
-def _culprit(row: dict[str, Any]) -> str:
-    """The first column of ``row`` that cannot be encoded (for the refusal message)."""
-    for key, value in row.items():
-        try:
-            json.dumps(value, ensure_ascii=False, allow_nan=False, default=_json_default).encode()
-        except (UnicodeEncodeError, ValueError, TypeError):
-            return key
-    return "row"
+def _segment_lines(path: Path, data: bytes) -> tuple[list[str], list[bytes]]:
+    """The column names and row lines of a segment (or of the older JSON spool)."""
+    if path.suffix == ".jsonl":
+        return COLUMNS, _legacy_rows(data)
+    lines = data.splitlines(keepends=True)
+    columns = COLUMNS
+    if lines and lines[0].startswith(HEADER_MARK):
+        columns = lines[0].rstrip(b"\n").decode().split("\t")[1:]
+        lines = lines[1:]
+    return columns, lines
 
 
 def _reason(exc: BaseException) -> str:

@@ -166,23 +166,66 @@ def _to_arrow(table: sa.Table, arrow: pa.Table) -> pa.Table:
     return arrow
 
 
-def _copy(conn: sa.Connection, relation: str, arrow: pa.Table, constants: dict[str, Any]) -> None:
-    """COPY ``arrow`` into ``relation``: binary when every column has an encoder, else CSV.
+def copy_text(
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: list[str],
+    data: bytes,
+    *,
+    key: str | None = None,
+) -> None:
+    """Append rows given in PostgreSQL's COPY text format (tab-separated, ``\\N`` for NULL)
+    to ``table``. With ``key``, rows whose key is already there are skipped (through a
+    temporary stage table and ``INSERT ... ON CONFLICT DO NOTHING``). PostgreSQL only."""
+    quote = conn.dialect.identifier_preparer.quote
+    listed = ", ".join(quote(c) for c in columns)
+    target = quote(table.name)
+    if key is None:
+        _run_copy(conn, f"COPY {target} ({listed}) FROM STDIN", lambda copy: copy.write(data))
+        return
+    stage = quote(f"stage_{table.name}")
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {listed} FROM {target} WHERE 1 = 0"
+    )
+    _run_copy(conn, f"COPY {stage} ({listed}) FROM STDIN", lambda copy: copy.write(data))
+    conn.exec_driver_sql(
+        f"INSERT INTO {target} ({listed}) SELECT {listed} FROM {stage} "
+        f"ON CONFLICT ({quote(key)}) DO NOTHING"
+    )
+    conn.exec_driver_sql(f"DELETE FROM {stage}")
 
-    COPY runs on the driver's own connection; its errors are raised as SQLAlchemy's (a
-    dropped connection is invalidated), like every other statement's.
-    """
+
+def _run_copy(conn: sa.Connection, statement: str, feed: Any) -> None:
+    """One COPY ... FROM STDIN on the driver's connection, errors raised as SQLAlchemy's."""
+
+    def run(raw: Any) -> None:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            feed(copy)
+
+    _on_driver(conn, statement, run)
+
+
+def _copy(conn: sa.Connection, relation: str, arrow: pa.Table, constants: dict[str, Any]) -> None:
+    """COPY ``arrow`` into ``relation``: binary when every column has an encoder, else CSV."""
+    _on_driver(
+        conn, f"COPY {relation}", lambda raw: _copy_rows(conn, raw, relation, arrow, constants)
+    )
+
+
+def _on_driver(conn: sa.Connection, what: str, work: Any) -> None:
+    """Run ``work(driver_connection)``; its errors are raised as SQLAlchemy's (a dropped
+    connection is invalidated), like every other statement's."""
     raw = conn.connection.driver_connection
     assert raw is not None
     driver_error = conn.dialect.loaded_dbapi.Error
     try:
-        _copy_rows(conn, raw, relation, arrow, constants)
+        work(raw)
     except driver_error as exc:
         lost = conn.dialect.is_disconnect(exc, raw, None)
         if lost:
             conn.invalidate(exc)
         raise sa.exc.DBAPIError.instance(
-            f"COPY {relation}", None, exc, driver_error, connection_invalidated=lost
+            what, None, exc, driver_error, connection_invalidated=lost
         ) from exc
 
 
