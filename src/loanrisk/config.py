@@ -135,6 +135,12 @@ class ServingSettings(BaseModel):
     log_retry_seconds: float = Field(
         default=2.0, gt=0, description="How often the log retries an unreachable database."
     )
+    log_commit_delay_seconds: float = Field(
+        default=0.002,
+        ge=0,
+        le=0.05,
+        description="How long the prediction log waits for more answers to share one fsync.",
+    )
     max_text_chars: int = Field(
         default=200, ge=1, description="Longest text value accepted in an application."
     )

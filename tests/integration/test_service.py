@@ -481,3 +481,32 @@ def test_two_workers_start_and_stay_up_on_a_busy_machine(served_home):
     log = (settings.home.parent / f"serve-{service.port}.log").read_text()
     assert log.count("serving loan_default_model version") == 2, log[-2000:]
     assert "died" not in log, log[-2000:]
+
+
+def test_the_fast_lane_answers_exactly_as_the_route(service, served_home):
+    """`loanrisk serve` answers plainly valid requests in the fast lane; the FastAPI route
+    (create_app alone has no fast lane) must give the same answer, field for field."""
+    from fastapi.testclient import TestClient
+
+    from loanrisk.config import ApiKey, get_settings
+    from loanrisk.serving.app import create_app
+    from loanrisk.serving.security import hash_key
+
+    settings, _ = served_home
+    keyed = get_settings(home=settings.home)
+    keyed.serving.api_keys = [ApiKey(name="o", sha256=hash_key(KEY), scopes=["predict"])]
+    body = [APPLICATION | {"client_id": "same"}, APPLICATION | {"dti": 30, "mort_acc": None}]
+    headers = auth() | {"X-Request-Id": "req-1"}
+    fast = httpx.post(f"{service.url}/v1/predict", json=body, headers=headers)
+    with TestClient(create_app(keyed)) as client:
+        route = client.post("/v1/predict", json=body, headers=headers)
+    assert fast.status_code == route.status_code == 200
+    assert fast.headers["content-security-policy"] == route.headers["content-security-policy"]
+
+    def comparable(reply: httpx.Response) -> dict:
+        answer = reply.json()
+        for p in answer["predictions"]:
+            p.pop("prediction_id")
+        return answer
+
+    assert comparable(fast) == comparable(route)

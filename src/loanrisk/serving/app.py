@@ -95,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
         flush_seconds=serving.log_flush_seconds,
         retry_seconds=serving.log_retry_seconds,
         recent_bytes=serving.recent_cache_bytes,
+        commit_delay=serving.log_commit_delay_seconds,
     )
     app.state.templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
     app.include_router(routes.build_router(application, profile, text_limit=serving.max_text_chars))
@@ -209,7 +210,7 @@ class _Observe:
             return
         started = time.perf_counter()
         status = {"code": 500}
-        headers = _DOCS_HEADERS if scope["path"] in _DOCS_PATHS else _HEADERS
+        headers = _DOCS_HEADERS if scope["path"] in _DOCS_PATHS else SECURITY_HEADERS
         if scope.get("scheme") == "https":
             headers = [*headers, _HSTS]
 
@@ -246,7 +247,11 @@ _COMMON = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
-_HEADERS = [*_COMMON, (b"content-security-policy", _CSP.encode()), (b"cache-control", b"no-store")]
+SECURITY_HEADERS = [
+    *_COMMON,
+    (b"content-security-policy", _CSP.encode()),
+    (b"cache-control", b"no-store"),
+]
 _DOCS_HEADERS = [*_COMMON, (b"content-security-policy", _DOCS_CSP.encode())]
 _DOCS_PATHS = frozenset({"/docs", "/redoc"})
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
@@ -273,7 +278,8 @@ class _BodyLimit:
 
         async def receiving() -> Message:
             try:
-                message = await asyncio.wait_for(receive(), self.timeout)
+                async with asyncio.timeout(self.timeout):  # no task per receive
+                    message = await receive()
             except TimeoutError:
                 raise _SlowBody from None
             if message["type"] == "http.request":

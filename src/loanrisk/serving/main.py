@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-
 from loanrisk.config import get_settings
 from loanrisk.logs import configure_logging
 from loanrisk.serving.app import create_app
+from loanrisk.serving.fastlane import FastLane
 
 
-def app_factory() -> FastAPI:
+def app_factory() -> FastLane:
+    """The service: the FastAPI app behind the fast lane for plainly valid predictions."""
     settings = get_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return FastLane(create_app(settings))

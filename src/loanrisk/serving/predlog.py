@@ -221,6 +221,7 @@ class PredictionLog:
         self._recent = _RecentRows(recent_bytes)
         # flusher side
         self._cond = threading.Condition()
+        self._flusher_idle = False
         self._waiting: list[
             tuple[list[bytes], asyncio.AbstractEventLoop, asyncio.Future[None]]
         ] = []
@@ -259,7 +260,8 @@ class PredictionLog:
             if self._stopping or not self._flusher.is_alive():
                 raise LogUnavailable("the prediction log is not running")
             self._waiting.append((lines, loop, done))
-            self._cond.notify()
+            if self._flusher_idle:  # a busy flusher takes these rows on its next round
+                self._cond.notify()
         await done
         for row, line in zip(rows, lines, strict=True):
             self._recent.put(row["prediction_id"], line)
@@ -325,7 +327,9 @@ class PredictionLog:
         while True:
             with self._cond:
                 while not self._waiting and not self._stopping:
+                    self._flusher_idle = True
                     self._cond.wait()
+                self._flusher_idle = False
                 if not self._waiting and self._stopping:
                     return
             if self.commit_delay and not self._stopping:

@@ -65,9 +65,9 @@ class ScoringError(Exception):
         self.problems = problems
 
 
-def _new_id(request: Request) -> str:
+def _new_id(state: Any) -> str:
     """A random 128-bit id in hex (unique, not a secret; no system call per id)."""
-    ids: random.Random = request.app.state.ids
+    ids: random.Random = state.ids
     return f"{ids.getrandbits(128):032x}"
 
 
@@ -88,18 +88,30 @@ async def score(
     log, then return (request id, answers): nothing is answered that is not recorded."""
     given_id = bodies.request_id(request)
     model = current_model(request)
+    return await score_records(request.app.state, model, records, given_id, source=source)
+
+
+async def score_records(
+    state: Any,
+    model: LoadedModel,
+    records: list[dict[str, Any]],
+    given_id: str | None,
+    *,
+    source: str = "api",
+) -> tuple[str, list[dict[str, Any]]]:
+    """``score`` for callers that hold the app state (the route and the fast lane)."""
     started = time.perf_counter()
     results = model.scorer.score(records)
     bad = [{"index": i, "problems": r["problems"]} for i, r in enumerate(results) if r["error"]]
     if bad:
         raise ScoringError(bad)
     elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(records), 1)
-    request_id = given_id or _new_id(request)
+    request_id = given_id or _new_id(state)
     now = datetime.now(UTC)
-    metrics = request.app.state.metrics
+    metrics = state.metrics
     answers, rows = [], []
     for record, result in zip(records, results, strict=True):
-        prediction_id = _new_id(request)
+        prediction_id = _new_id(state)
         client_id = record.get("client_id")
         answers.append(
             {
@@ -143,7 +155,7 @@ async def score(
             }
         )
     try:
-        await request.app.state.prediction_log.record(rows)
+        await state.prediction_log.record(rows)
     except UnstorableRow as exc:
         raise bodies.refuse(["body"], f"cannot be stored: {exc}") from exc
     except LogUnavailable as exc:

@@ -1,0 +1,144 @@
+"""The hot path: ``POST /v1/predict`` for authorised, plainly valid applications, answered
+without FastAPI's per-request machinery (about 75 µs of the ~400 µs a request costs on
+the 2-core machine).
+
+Anything else — no key, an odd value, a refused row, any error — is handed to the FastAPI
+app with the body already read, and answered there. The route stays the one definition
+of the endpoint's behaviour; this lane is a shortcut through the same ``score_records``
+for requests that cannot fail, and answers them exactly as the route would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
+
+from loanrisk.serving.app import SECURITY_HEADERS
+from loanrisk.serving.bodies import parse_json
+from loanrisk.serving.routes import ScoringError, score_records
+from loanrisk.serving.schemas import plainly_valid
+from loanrisk.serving.security import find_key
+
+PATH = "/v1/predict"
+_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,64}")
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class FastLane:
+    """An ASGI app in front of the service's FastAPI app."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.state = app.state
+        serving = app.state.settings.serving
+        self.plain = plainly_valid(app.state.profile, serving.max_text_chars)
+        metrics = app.state.metrics
+        self._ok = metrics.requests.labels(PATH, "POST", "200")
+        self._latency = metrics.latency.labels(PATH)
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        body, complete = await self._read(receive)
+        answer = await self._answer(scope, body) if complete else None
+        if answer is None:
+            await self.app(scope, _replaying(body, complete, receive), send)
+            return
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(answer)).encode()),
+            *SECURITY_HEADERS,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+        self._ok.inc()
+        self._latency.observe(time.perf_counter() - started)
+
+    async def _read(self, receive: Receive) -> tuple[bytes, bool]:
+        """The body, and whether it arrived whole within the limits (else the app answers
+        the 413, 408 or disconnect from what follows)."""
+        serving = self.state.settings.serving
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                async with asyncio.timeout(serving.body_timeout_seconds):
+                    message = await receive()
+            except TimeoutError:
+                return b"".join(chunks), False
+            if message["type"] != "http.request":
+                return b"".join(chunks), False
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > serving.max_body_bytes:
+                return b"".join(chunks), False
+            if not message.get("more_body", False):
+                return b"".join(chunks), True
+
+    async def _answer(self, scope: MutableMapping[str, Any], body: bytes) -> bytes | None:
+        """The JSON answer, or None when the request needs the full route."""
+        state = self.state
+        serving = state.settings.serving
+        bearer = api_key = request_id = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer" and token.strip():
+                    bearer = token.strip()
+            elif name == b"x-api-key":
+                api_key = value.strip()
+            elif name == b"x-request-id":
+                request_id = value
+        if serving.auth_enabled:
+            presented = bearer or api_key
+            found = find_key(presented.decode("latin-1"), serving.api_keys) if presented else None
+            if found is None or "predict" not in found.scopes:
+                return None
+        if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
+            return None
+        try:
+            payload = parse_json(body)
+        except RequestValidationError:
+            return None
+        items = payload if isinstance(payload, list) else [payload]
+        if not items or len(items) > serving.max_applications:
+            return None
+        plain = self.plain
+        if not all(plain(item) for item in items):
+            return None
+        model = state.models.current
+        if model is None:
+            return None
+        records = [{k: v for k, v in item.items() if v is not None} for item in items]
+        given = None if request_id is None else request_id.decode("ascii")
+        try:
+            answered_id, answers = await score_records(state, model, records, given)
+        except (ScoringError, RequestValidationError, HTTPException):
+            return None  # nothing was recorded: the route scores again and says why
+        return json.dumps({"request_id": answered_id, "predictions": answers}).encode()
+
+
+def _replaying(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """A ``receive`` that first gives back the body already read, then the original."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": not complete}
+        return await receive()
+
+    return replay
