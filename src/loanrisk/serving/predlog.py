@@ -4,8 +4,11 @@ Durable before answered. A request's rows are encoded as lines of PostgreSQL's C
 format (which also proves they can be stored: no NUL, no lone surrogate, no NaN) and
 handed to one flusher thread, which appends them to this process's write-ahead segment
 and calls ``fdatasync``; the request is answered only after that. Requests that arrive
-while an fsync runs, or within ``commit_delay`` of the first waiting one, share the next
-fsync (group commit), so the cost per request stays a fraction of one fsync.
+while an fsync runs share the next one (group commit). Before an fsync the flusher waits,
+at most ``commit_delay``, for the requests now scoring (they announce themselves with
+``expect``) and, under load, for as many requests as the last fsync covered. So one
+fsync covers several requests when the service is busy, and a lone client waits for
+nobody.
 
 A writer thread tails the segments into ``predictions`` in batches and deletes a segment
 once all its rows are in. The segment bytes *are* the COPY stream: on PostgreSQL a batch
@@ -206,7 +209,7 @@ class PredictionLog:
         recent_bytes: int = 16 << 20,
         segment_bytes: int = 16 << 20,
         stuck_seconds: float = 60.0,
-        commit_delay: float = 0.001,
+        commit_delay: float = 0.002,
     ) -> None:
         self.engine = engine
         self.folder = folder
@@ -222,6 +225,10 @@ class PredictionLog:
         # flusher side
         self._cond = threading.Condition()
         self._flusher_idle = False
+        self._gathering = False
+        self._want = 0
+        self._last_group = 0
+        self._expected = 0  # requests scoring now whose rows have not been handed over
         self._waiting: list[
             tuple[list[bytes], asyncio.AbstractEventLoop, asyncio.Future[None]]
         ] = []
@@ -247,20 +254,36 @@ class PredictionLog:
         self._flusher.start()
         self._writer.start()
 
-    async def record(self, rows: list[dict[str, Any]]) -> None:
+    def expect(self) -> None:
+        """A request is about to score: a group commit starting now should wait for it."""
+        self._expected += 1
+
+    def unexpect(self) -> None:
+        """An expected request will not record after all (it failed before)."""
+        self._expected -= 1
+
+    async def record(self, rows: list[dict[str, Any]], *, expected: bool = False) -> None:
         """Make ``rows`` durable (fsynced to the write-ahead log); return only then.
 
         Raises ``UnstorableRow`` before anything is written when a row cannot be stored,
         and ``LogUnavailable`` when the write-ahead log cannot be written.
         """
-        lines = encode_rows(rows)
+        try:
+            lines = encode_rows(rows)
+        except UnstorableRow:
+            if expected:
+                self.unexpect()
+            raise
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         with self._cond:
+            if expected:
+                self._expected -= 1
             if self._stopping or not self._flusher.is_alive():
                 raise LogUnavailable("the prediction log is not running")
             self._waiting.append((lines, loop, done))
-            if self._flusher_idle:  # a busy flusher takes these rows on its next round
+            # Wake an idle flusher, or a gathering one once everybody it waits for is here.
+            if self._flusher_idle or (self._gathering and len(self._waiting) >= self._want):
                 self._cond.notify()
         await done
         for row, line in zip(rows, lines, strict=True):
@@ -332,10 +355,16 @@ class PredictionLog:
                 self._flusher_idle = False
                 if not self._waiting and self._stopping:
                     return
-            if self.commit_delay and not self._stopping:
-                time.sleep(self.commit_delay)  # let the requests of the next moment join
             with self._cond:
+                # Wait (at most commit_delay) for the requests now scoring, and under load
+                # for as many as the last fsync covered: fewer, larger fsyncs when busy.
+                self._want = max(self._last_group, len(self._waiting) + self._expected)
+                if self.commit_delay and len(self._waiting) < self._want and not self._stopping:
+                    self._gathering = True
+                    self._cond.wait(self.commit_delay)
+                    self._gathering = False
                 waiting, self._waiting = self._waiting, []
+            self._last_group = len(waiting)
             error: BaseException | None = None
             try:
                 self._append(b"".join(b"".join(lines) for lines, _, _ in waiting), waiting)

@@ -100,6 +100,32 @@ async def score_records(
     source: str = "api",
 ) -> tuple[str, list[dict[str, Any]]]:
     """``score`` for callers that hold the app state (the route and the fast lane)."""
+    prediction_log = state.prediction_log
+    prediction_log.expect()  # a group commit starting now waits for these rows
+    try:
+        rows, answers, request_id = _score(state, model, records, given_id, source)
+    except BaseException:
+        prediction_log.unexpect()
+        raise
+    try:
+        await prediction_log.record(rows, expected=True)
+    except UnstorableRow as exc:
+        raise bodies.refuse(["body"], f"cannot be stored: {exc}") from exc
+    except LogUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    for answer in answers:
+        state.metrics.predictions.labels(answer["decision"], answer["grade"]).inc()
+    return request_id, answers
+
+
+def _score(
+    state: Any,
+    model: LoadedModel,
+    records: list[dict[str, Any]],
+    given_id: str | None,
+    source: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """The log rows, the answers and the request id for ``records`` (nothing stored)."""
     started = time.perf_counter()
     results = model.scorer.score(records)
     bad = [{"index": i, "problems": r["problems"]} for i, r in enumerate(results) if r["error"]]
@@ -108,7 +134,6 @@ async def score_records(
     elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(records), 1)
     request_id = given_id or _new_id(state)
     now = datetime.now(UTC)
-    metrics = state.metrics
     answers, rows = [], []
     for record, result in zip(records, results, strict=True):
         prediction_id = _new_id(state)
@@ -154,15 +179,7 @@ async def score_records(
                 "created_at": now,
             }
         )
-    try:
-        await state.prediction_log.record(rows)
-    except UnstorableRow as exc:
-        raise bodies.refuse(["body"], f"cannot be stored: {exc}") from exc
-    except LogUnavailable as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
-    for answer in answers:
-        metrics.predictions.labels(answer["decision"], answer["grade"]).inc()
-    return request_id, answers
+    return rows, answers, request_id
 
 
 def build_router(application: type[BaseModel], profile: Profile, *, text_limit: int) -> APIRouter:
