@@ -119,10 +119,7 @@ def _ingest_file(
     with engine.connect() as conn:
         earlier = _earlier_batch(conn, raw_file)
     if earlier is not None:
-        result.skipped, result.batch_id = True, earlier.batch_id
-        result.note = f"already ingested as batch {earlier.batch_id} ({earlier.source})"
-        log.info("skip %s: %s", raw_file.url, result.note)
-        return result
+        return _skipped(result, earlier)
 
     header = read_header(
         raw_file.url,
@@ -142,11 +139,8 @@ def _ingest_file(
         # files that share loan ids cannot race on the same silver rows.
         with serialised(engine, LOAD_LOCK, "load") as conn:
             earlier = _earlier_batch(conn, raw_file)
-            if earlier is not None:
-                result.skipped, result.batch_id = True, earlier.batch_id
-                result.note = f"already ingested as batch {earlier.batch_id} ({earlier.source})"
-                log.info("skip %s: %s (by a concurrent run)", raw_file.url, result.note)
-                return result
+            if earlier is not None:  # a concurrent run loaded it while we waited
+                return _skipped(result, earlier)
             batch_id = conn.execute(
                 sa.insert(ingestion_batches)
                 .values(
@@ -189,6 +183,13 @@ def _ingest_file(
             progress.finish()
     result.seconds = round(time.perf_counter() - started, 3)
     log.info("ingested %s as batch %s: %s rows", raw_file.url, batch_id, result.rows_bronze)
+    return result
+
+
+def _skipped(result: BatchResult, earlier: Any) -> BatchResult:
+    result.skipped, result.batch_id = True, earlier.batch_id
+    result.note = f"already ingested as batch {earlier.batch_id} ({earlier.source})"
+    log.info("skip %s: %s", result.source, result.note)
     return result
 
 
