@@ -83,3 +83,35 @@ def test_officer_scores_an_application(browser, served_home):
     finally:
         service.stop()
     assert not console_errors, console_errors
+
+
+def test_api_docs_work_with_every_other_host_blocked(browser, served_home):
+    """/docs must render from the service alone: behind a bank's proxy or offline, a CDN
+    is not there. Every request to another host is aborted and recorded."""
+    settings, _ = served_home
+    service = Service(settings.home)
+    elsewhere: list[str] = []
+    try:
+        context = browser.new_context()
+
+        def guard(route) -> None:  # type: ignore[no-untyped-def]
+            if route.request.url.startswith(service.url):
+                route.continue_()
+            else:
+                elsewhere.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", guard)
+        page = context.new_page()
+        page.goto(f"{service.url}/docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert "/v1/predict" in paths and "/v1/outcomes" in paths and "/invocations" in paths
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "api_docs_offline.png"), full_page=True)
+        page.goto(f"{service.url}/redoc")
+        page.wait_for_selector("text=Score one application", state="attached", timeout=30_000)
+        context.close()
+    finally:
+        service.stop()
+    assert not elsewhere, elsewhere
