@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from loanrisk.constants import LABEL, VINTAGE
+from loanrisk.constants import LABEL, LOAN_ID, VINTAGE
 from loanrisk.errors import LoanriskError
 
 
@@ -79,6 +79,10 @@ def split_data(
             f"only {len(distinct)} vintage months, fewer than the "
             f"{test_months + valid_months + 1} an out-of-time split needs"
         )
+    # The same rows in any order (SQLite and PostgreSQL return them differently) must give
+    # the same split: draw from the rows sorted by loan id.
+    if LOAN_ID in labelled.columns:
+        labelled = labelled.sort_values(LOAN_ID, kind="stable")
     rest, test = train_test_split(
         labelled, test_size=test_share, stratify=labelled[LABEL], random_state=seed
     )
