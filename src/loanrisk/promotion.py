@@ -13,9 +13,10 @@ import pandas as pd
 
 from loanrisk import registry
 from loanrisk.config import Settings
-from loanrisk.constants import LABEL, VINTAGE, Alias
+from loanrisk.constants import LABEL, LOAN_ID, VINTAGE, Alias
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.evaluate import expected_calibration_error
+from loanrisk.modeling.split import HOLDOUT_SHARE, id_fraction
 from loanrisk.registry import RegistryError
 
 
@@ -36,16 +37,20 @@ class PromotionResult:
         return asdict(self)
 
 
-def evaluation_window(silver: pd.DataFrame, months: int, seed: int) -> tuple[pd.DataFrame, str]:
-    """The latest ``months`` labelled vintage months, or a seeded 20% sample if undated."""
+def evaluation_window(silver: pd.DataFrame, months: int) -> tuple[pd.DataFrame, str]:
+    """The latest ``months`` labelled vintage months; without dates, the loans every
+    version held out of training (``split.id_fraction`` below ``HOLDOUT_SHARE``)."""
     dated = silver[VINTAGE].notna()
     if dated.mean() >= 0.99:
         periods = silver[VINTAGE].dt.to_period("M")
         recent = np.sort(periods.unique())[-months:]
         window = silver[periods.isin(recent)]
         return window, f"vintages {recent[0]}..{recent[-1]}"
-    window = silver.sample(frac=0.2, random_state=seed)
-    return window, "a seeded 20% sample of labelled rows (the data has no vintage)"
+    window = silver[id_fraction(silver[LOAN_ID]) < HOLDOUT_SHARE]
+    return window, (
+        f"the {HOLDOUT_SHARE:.0%} of loans held out by loan id (the data has no vintage; "
+        "no version trained, tuned or calibrated on them)"
+    )
 
 
 def score_versions(
@@ -93,7 +98,7 @@ def promote(
     if champion is not None and champion.version == challenger.version:
         raise LoanriskError(f"version {challenger.version} is already @production")
     gates = settings.promotion
-    window, described = evaluation_window(silver, gates.window_months, settings.training.seed)
+    window, described = evaluation_window(silver, gates.window_months)
     if window[LABEL].nunique() < 2:
         raise LoanriskError(f"the evaluation window ({described}) needs good and bad loans")
     compared = [challenger.version] + ([champion.version] if champion else [])

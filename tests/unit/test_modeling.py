@@ -98,3 +98,21 @@ def test_a_random_split_does_not_depend_on_row_order():
     first, second = split_data(data), split_data(shuffled)
     for part in ("train", "valid", "test"):
         assert sorted(getattr(first, part)["loan_id"]) == sorted(getattr(second, part)["loan_id"])
+
+
+def test_without_dates_the_promotion_window_is_the_held_out_part():
+    """On undated data the gate window must hold no row any version trained, tuned or
+    calibrated on: it is exactly the split's test part, and stays so as data grows."""
+    from loanrisk.promotion import evaluation_window
+
+    data = frame(40, dated=False)
+    split = split_data(data)
+    window, described = evaluation_window(data, 3)
+    seen = set(split.train["loan_id"]) | set(split.valid["loan_id"])
+    assert "held out" in described
+    assert not seen & set(window["loan_id"])
+    assert set(window["loan_id"]) == set(split.test["loan_id"])
+    grown = pd.concat([data, frame(40, dated=False).assign(loan_id=lambda f: "n" + f["loan_id"])])
+    later = split_data(grown)
+    assert set(split.test["loan_id"]) <= set(later.test["loan_id"])  # nobody moved
+    assert set(split.train["loan_id"]) <= set(later.train["loan_id"])

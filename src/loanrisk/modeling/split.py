@@ -40,18 +40,30 @@ class Split:
         }
 
 
+HOLDOUT_SHARE = 0.2  # the test part of a random split, and promotion's window without dates
+
+
+def id_fraction(ids: pd.Series) -> np.ndarray:
+    """A number in [0, 1) per loan id, fixed by the id alone (a keyed 64-bit hash)."""
+    hashed = pd.util.hash_pandas_object(ids.astype(str), index=False).to_numpy()
+    return (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 def split_data(
     gold: pd.DataFrame,
     *,
     test_months: int = 3,
     valid_months: int = 3,
-    test_share: float = 0.2,
+    test_share: float = HOLDOUT_SHARE,
     valid_share: float = 0.2,
     seed: int = 42,
 ) -> Split:
     """Latest ``test_months`` = test, the ``valid_months`` before = validation, rest = train.
 
-    Without enough dated months, a stratified random split with a warning.
+    Without enough dated months, a random split with a warning, drawn from each loan id's
+    hash (``id_fraction``): the same loan is always in the same part, whatever the row
+    order, the warehouse or later data; so promotion can score every version on the
+    held-out part that none of them trained, tuned or calibrated on.
     """
     labelled = gold[gold[LABEL].notna()]
     if labelled[LABEL].nunique() < 2:
@@ -79,10 +91,14 @@ def split_data(
             f"only {len(distinct)} vintage months, fewer than the "
             f"{test_months + valid_months + 1} an out-of-time split needs"
         )
-    # The same rows in any order (SQLite and PostgreSQL return them differently) must give
-    # the same split: draw from the rows sorted by loan id.
     if LOAN_ID in labelled.columns:
-        labelled = labelled.sort_values(LOAN_ID, kind="stable")
+        place = id_fraction(labelled[LOAN_ID])
+        test = labelled[place < test_share]
+        valid = labelled[(place >= test_share) & (place < test_share + valid_share)]
+        train = labelled[place >= test_share + valid_share]
+        if all(part[LABEL].nunique() == 2 for part in (train, valid, test)):
+            warning = f"random split by loan id, not out-of-time: {reason}"
+            return Split(train, valid, test, kind="random", warning=warning)
     rest, test = train_test_split(
         labelled, test_size=test_share, stratify=labelled[LABEL], random_state=seed
     )
