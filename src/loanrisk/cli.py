@@ -281,7 +281,9 @@ def ingest_command(
             "[env: LOANRISK_INGEST__ENCODING; default utf-8]"
         ),
     ] = None,
-    delimiter: Annotated[str, typer.Option(help="CSV field delimiter.")] = ",",
+    delimiter: Annotated[
+        str, typer.Option(help="CSV field delimiter: ',', ';', '|', 'tab' or '\\t'.")
+    ] = ",",
     as_json: JsonOption = False,
 ) -> None:
     """Load raw loan files into bronze, refine them into silver and build gold features.

@@ -19,7 +19,7 @@ from loanrisk.batch import ScoringRun, score_file
 from loanrisk.config import Settings
 from loanrisk.constants import Alias
 from loanrisk.data.generate import TRUTH_SUFFIX
-from loanrisk.data.readers import SUFFIXES
+from loanrisk.data.readers import SUFFIXES, parse_delimiter
 from loanrisk.errors import LoanriskError, NothingToDo, UnreachableError
 from loanrisk.modeling.train import TrainResult, data_fingerprint, train
 from loanrisk.monitoring.monitor import monitor
@@ -49,7 +49,7 @@ def run_ingest(
         options = IngestOptions(
             chunk_size=settings.ingest.chunk_size,
             encoding=settings.ingest.encoding,
-            delimiter=delimiter,
+            delimiter=parse_delimiter(delimiter),
             timeout=settings.ingest.source_timeout_seconds,
         )
         results = ingest(

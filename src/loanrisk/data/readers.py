@@ -193,9 +193,31 @@ def read_header(
             line = io.TextIOWrapper(stream, encoding=encoding, newline="").readline()
         except (UnicodeDecodeError, pa.ArrowException, OSError, EOFError, zlib.error) as exc:
             raise _unreadable(url, exc, encoding) from exc
+        line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Excel writes one)
         if not line.strip():
             raise InputFileError(f"{url}: the file is empty (no header line)")
         return next(csv.reader([line], delimiter=delimiter))
+
+
+DELIMITER_NAMES = {
+    "\\t": "\t",
+    "tab": "\t",
+    "\t": "\t",
+    "comma": ",",
+    "semicolon": ";",
+    "pipe": "|",
+}
+
+
+def parse_delimiter(text: str) -> str:
+    """A one-character delimiter from what a user types: ``,`` ``;`` ``|``, or ``\\t``,
+    ``tab`` (a shell passes ``'\\t'`` as two characters)."""
+    value = DELIMITER_NAMES.get(text.lower() if len(text) > 1 else text, text)
+    if len(value) != 1:
+        raise InputFileError(
+            f"delimiter {text!r} is not one character; use ',', ';', '|', 'tab' or '\\t'"
+        )
+    return value
 
 
 # --------------------------------------------------------------------------- internals

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from loanrisk.constants import BATCH_ID, LABEL, LOAN_ID, SOURCE_ROW, TARGET_RAW, VINTAGE, Label
 
@@ -89,6 +89,23 @@ class TargetSpec(BaseModel):
     bad: list[str]
     good: list[str]
     unknown: list[str] = Field(default_factory=list)
+
+    @field_validator("bad", "good", "unknown", mode="before")
+    @classmethod
+    def _as_text(cls, values: Any) -> Any:
+        """Numbers are fine (``bad: [1]``): a 0/1 outcome column is compared as text, and
+        ``1.0`` in YAML means the ``1`` a file holds."""
+        if not isinstance(values, list):
+            return values
+        out = []
+        for value in values:
+            if isinstance(value, bool) or (isinstance(value, float) and value.is_integer()):
+                out.append(str(int(value)))
+            elif isinstance(value, int | float):
+                out.append(str(value))
+            else:
+                out.append(value)
+        return out
 
     @model_validator(mode="after")
     def _disjoint(self) -> TargetSpec:
