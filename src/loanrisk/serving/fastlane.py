@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
 from loanrisk.serving.app import SECURITY_HEADERS
-from loanrisk.serving.bodies import parse_json
+from loanrisk.serving.bodies import parse_json, request_id
 from loanrisk.serving.routes import ScoringError, score_records
 from loanrisk.serving.schemas import plainly_valid
-from loanrisk.serving.security import find_key
+from loanrisk.serving.security import check
 
 PATH = "/v1/predict"
-_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,64}")
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
@@ -91,22 +89,11 @@ class FastLane:
         """The JSON answer, or None when the request needs the full route."""
         state = self.state
         serving = state.settings.serving
-        bearer = api_key = request_id = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() == b"bearer" and token.strip():
-                    bearer = token.strip()
-            elif name == b"x-api-key":
-                api_key = value.strip()
-            elif name == b"x-request-id":
-                request_id = value
-        if serving.auth_enabled:
-            presented = bearer or api_key
-            found = find_key(presented.decode("latin-1"), serving.api_keys) if presented else None
-            if found is None or "predict" not in found.scopes:
-                return None
-        if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
+        request = Request(scope)
+        try:  # the route's own checks; any refusal is the route's to answer
+            check(request, state.settings, "predict")
+            given = request_id(request)
+        except (HTTPException, RequestValidationError):
             return None
         try:
             payload = parse_json(body)
@@ -122,7 +109,6 @@ class FastLane:
         if model is None:
             return None
         records = [{k: v for k, v in item.items() if v is not None} for item in items]
-        given = None if request_id is None else request_id.decode("ascii")
         try:
             answered_id, answers = await score_records(state, model, records, given)
         except (ScoringError, RequestValidationError, HTTPException):

@@ -238,7 +238,6 @@ class PredictionLog:
         self._segments_lock = threading.Lock()
         self._wake = threading.Event()
         self._database_ok = True
-        self._outage_since: float | None = None
         self._next_retry = 0.0
         self._next_scan = 0.0
         self._progress = time.monotonic()
@@ -299,11 +298,6 @@ class PredictionLog:
         """Rows durable on disk and not yet in the database."""
         with self._segments_lock:
             return sum(s.rows - s.done_rows for s in self._segments)
-
-    @property
-    def backlog_bytes(self) -> int:
-        with self._segments_lock:
-            return sum(s.synced - s.done for s in self._segments)
 
     @property
     def database_ok(self) -> bool:
@@ -580,7 +574,6 @@ class PredictionLog:
         self._next_retry = time.monotonic() + self.retry_seconds
         if self._database_ok:
             self._database_ok = False
-            self._outage_since = time.monotonic()
             name = type(getattr(exc, "orig", None) or exc).__name__
             log.warning(
                 "prediction log: database unreachable (%s); answers wait in the write-ahead "

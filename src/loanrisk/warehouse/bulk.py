@@ -60,18 +60,33 @@ def insert_new_rows(conn: sa.Connection, table: sa.Table, rows: list[dict], *, k
         conn.execute(insert, rows)
         return
     arrow = _to_arrow(table, pa.Table.from_pylist(rows))
-    quote = conn.dialect.identifier_preparer.quote
-    target, listed = quote(table.name), ", ".join(quote(c) for c in arrow.column_names)
-    stage = quote(f"stage_{table.name}")
-    conn.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {listed} FROM {target} WHERE 1 = 0"
+    _through_stage(
+        conn,
+        table,
+        arrow.column_names,
+        key,
+        lambda stage: _write_arrow(conn, table, arrow, stage),
     )
-    _write_arrow(conn, table, arrow, f"stage_{table.name}")
+
+
+def _through_stage(
+    conn: sa.Connection, table: sa.Table, columns: list[str], key: str, fill: Any
+) -> None:
+    """``fill(stage)`` a temporary copy of ``table``'s shape, then move the rows whose
+    ``key`` is new into ``table`` with one ``INSERT ... ON CONFLICT DO NOTHING``."""
+    quote = conn.dialect.identifier_preparer.quote
+    target, listed = quote(table.name), ", ".join(quote(c) for c in columns)
+    stage = f"stage_{table.name}"
     conn.exec_driver_sql(
-        f"INSERT INTO {target} ({listed}) SELECT {listed} FROM {stage} "
+        f"CREATE TEMP TABLE IF NOT EXISTS {quote(stage)} AS "
+        f"SELECT {listed} FROM {target} WHERE 1 = 0"
+    )
+    fill(stage)
+    conn.exec_driver_sql(
+        f"INSERT INTO {target} ({listed}) SELECT {listed} FROM {quote(stage)} "
         f"ON CONFLICT ({quote(key)}) DO NOTHING"
     )
-    conn.exec_driver_sql(f"DELETE FROM {stage}")
+    conn.exec_driver_sql(f"DELETE FROM {quote(stage)}")
 
 
 def _write_arrow(
@@ -179,20 +194,15 @@ def copy_text(
     temporary stage table and ``INSERT ... ON CONFLICT DO NOTHING``). PostgreSQL only."""
     quote = conn.dialect.identifier_preparer.quote
     listed = ", ".join(quote(c) for c in columns)
-    target = quote(table.name)
+
+    def copy_into(relation: str) -> None:
+        statement = f"COPY {quote(relation)} ({listed}) FROM STDIN"
+        _run_copy(conn, statement, lambda copy: copy.write(data))
+
     if key is None:
-        _run_copy(conn, f"COPY {target} ({listed}) FROM STDIN", lambda copy: copy.write(data))
-        return
-    stage = quote(f"stage_{table.name}")
-    conn.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {listed} FROM {target} WHERE 1 = 0"
-    )
-    _run_copy(conn, f"COPY {stage} ({listed}) FROM STDIN", lambda copy: copy.write(data))
-    conn.exec_driver_sql(
-        f"INSERT INTO {target} ({listed}) SELECT {listed} FROM {stage} "
-        f"ON CONFLICT ({quote(key)}) DO NOTHING"
-    )
-    conn.exec_driver_sql(f"DELETE FROM {stage}")
+        copy_into(table.name)
+    else:
+        _through_stage(conn, table, columns, key, copy_into)
 
 
 def _run_copy(conn: sa.Connection, statement: str, feed: Any) -> None:
