@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from loanrisk.config import Settings, get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
-from loanrisk.pipeline import run_ingest, run_promote, run_train
 from loanrisk.profiles import Profile, load_profile
+from tests import steps
 
 REAL_DATA = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "lendingclub_2007_2011_16col.csv"
@@ -71,9 +71,9 @@ def served_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Pat
     settings = get_settings(home=folder / "home")
     settings.training.trials = 0
     settings.training.candidates = ["logistic_regression"]
-    run_ingest(settings, [str(loans)])
-    run_train(settings)
-    assert run_promote(settings).promoted
+    steps.ingest(settings, [str(loans)])
+    steps.train(settings)
+    assert steps.promote(settings).promoted
     return settings, loans
 
 

@@ -9,7 +9,6 @@ version, so scoring the same input with the same model again adds nothing.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 import uuid
@@ -26,15 +25,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from loanrisk import registry
 from loanrisk.config import Settings
 from loanrisk.constants import LABEL, LOAN_ID, Alias, Table
 from loanrisk.data.jsonrows import arrow_column, frame_objects, json_literals, json_objects
 from loanrisk.data.readers import describe, expand_sources, read_chunks
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.package import ScoringBundle
+from loanrisk.registry import Registry
 from loanrisk.warehouse.bulk import write_arrow
-from loanrisk.warehouse.engine import make_engine, open_warehouse
+from loanrisk.warehouse.engine import Warehouse
 from loanrisk.warehouse.ingest import BackgroundWriter, Progress
 from loanrisk.warehouse.schema import predictions, scoring_runs
 
@@ -63,41 +62,43 @@ class ScoringRun:
         return asdict(self)
 
 
-def load_bundle(settings: Settings, alias: str = Alias.PRODUCTION) -> tuple[str, ScoringBundle]:
-    """(version, bundle) of the model behind ``alias``."""
-    version = registry.by_alias(settings, alias)
-    if version is None:
-        raise LoanriskError(
-            f"no version of {settings.mlflow.model_name} is @{alias}: "
-            "train and promote a model first"
-        )
-    bundle: ScoringBundle = registry.load_bundle(settings, version.version)
-    return version.version, bundle
+class ProductionModel:
+    """The model behind an alias for one scoring run: the version is resolved once, the
+    model loaded at most once, and only when an input is new to that version."""
+
+    def __init__(self, models: Registry, alias: str = Alias.PRODUCTION) -> None:
+        found = models.by_alias(alias)
+        if found is None:
+            raise LoanriskError(
+                f"no version of {models.name} is @{alias}: train and promote a model first"
+            )
+        self.name, self.version, self.alias = models.name, found.version, alias
+        self._models = models
+        self._bundle: ScoringBundle | None = None
+
+    @property
+    def bundle(self) -> ScoringBundle:
+        if self._bundle is None:
+            self._bundle = self._models.load_bundle(self.version)
+        return self._bundle
 
 
 def score_file(
     settings: Settings,
+    warehouse: Warehouse,
+    model: ProductionModel,
     source: str,
     *,
     output_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> ScoringRun:
-    """Score every row of ``source`` with the @production model.
+    """Score every row of ``source`` with ``model`` (the @production version).
 
     ``source`` is a file (any format ``ingest`` reads, local or fsspec URL) or
     ``warehouse:unlabelled``: the silver loans that have no outcome yet.
     """
-    version, bundle = load_bundle(settings)
-    name = settings.mlflow.model_name
-    warehouse = open_warehouse(settings)
-    try:
-        label, content_hash, size, chunks = _resolve_input(
-            settings, source, warehouse.engine, bundle
-        )
-    except BaseException:
-        warehouse.engine.dispose()
-        raise
-    warehouse.engine.dispose()
+    name, version = model.name, model.version
+    label, content_hash, size, chunks = _resolve_input(settings, source, warehouse)
     run_id = uuid.uuid5(_IDS, f"{content_hash}:{name}:{version}").hex
     run = ScoringRun(
         scoring_run_id=run_id,
@@ -105,64 +106,60 @@ def score_file(
         input_hash=content_hash,
         model_version=version,
     )
-    warehouse = open_warehouse(settings)
+    with warehouse.engine.connect() as conn:
+        earlier = conn.execute(
+            sa.select(scoring_runs.c.output).where(scoring_runs.c.scoring_run_id == run_id)
+        ).scalar()
+    if earlier is not None:
+        run.skipped, run.output = True, earlier
+        run.note = f"already scored with version {version} (run {run_id})"
+        return run
+    bundle = model.bundle
+    folder = output_dir or settings.home / "scores"
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / f"scores-{run_id}.parquet"
+    partial = output.with_suffix(".parquet.part")
+    started_at, started = datetime.now(UTC), time.perf_counter()
+    if progress is not None:
+        progress.start(label, size)
+    outputs = _ChunkWriter(partial, run, name, version, started_at)
     try:
-        with warehouse.engine.connect() as conn:
-            earlier = conn.execute(
-                sa.select(scoring_runs.c.output).where(scoring_runs.c.scoring_run_id == run_id)
-            ).scalar()
-        if earlier is not None:
-            run.skipped, run.output = True, earlier
-            run.note = f"already scored with version {version} (run {run_id})"
-            return run
-        folder = output_dir or settings.home / "scores"
-        folder.mkdir(parents=True, exist_ok=True)
-        output = folder / f"scores-{run_id}.parquet"
-        partial = output.with_suffix(".parquet.part")
-        started_at, started = datetime.now(UTC), time.perf_counter()
-        if progress is not None:
-            progress.start(label, size)
-        outputs = _ChunkWriter(partial, run, name, version, started_at)
-        try:
-            with warehouse.engine.begin() as conn:
-                # Output rows are built and written (Parquet, then the predictions table)
-                # on a background thread while the next chunk is scored: Arrow kernels and
-                # COPY release the GIL.
-                background = BackgroundWriter(conn, depth=2)
-                try:
-                    for chunk in chunks(progress.advance if progress else None):
-                        background.submit(outputs.job(_score_chunk(bundle, chunk, run)))
-                finally:
-                    background.close()
-                outputs.close()
-                run.seconds = round(time.perf_counter() - started, 3)
-                run.output = str(output.resolve())
-                conn.execute(
-                    sa.insert(scoring_runs).values(
-                        scoring_run_id=run_id,
-                        input=label,
-                        input_hash=content_hash,
-                        model_name=name,
-                        model_version=version,
-                        rows_in=run.rows_in,
-                        rows_scored=run.rows_scored,
-                        rows_invalid=run.rows_invalid,
-                        output=run.output,
-                        seconds=run.seconds,
-                        started_at=started_at,
-                        finished_at=datetime.now(UTC),
-                    )
-                )
-                partial.replace(output)
-        finally:
+        with warehouse.engine.begin() as conn:
+            # Output rows are built and written (Parquet, then the predictions table)
+            # on a background thread while the next chunk is scored: Arrow kernels and
+            # COPY release the GIL.
+            background = BackgroundWriter(conn, depth=2)
+            try:
+                for chunk in chunks(progress.advance if progress else None):
+                    background.submit(outputs.job(_score_chunk(bundle, chunk, run)))
+            finally:
+                background.close()
             outputs.close()
-            partial.unlink(missing_ok=True)
-            if progress is not None:
-                progress.finish()
+            run.seconds = round(time.perf_counter() - started, 3)
+            run.output = str(output.resolve())
+            conn.execute(
+                sa.insert(scoring_runs).values(
+                    scoring_run_id=run_id,
+                    input=label,
+                    input_hash=content_hash,
+                    model_name=name,
+                    model_version=version,
+                    rows_in=run.rows_in,
+                    rows_scored=run.rows_scored,
+                    rows_invalid=run.rows_invalid,
+                    output=run.output,
+                    seconds=run.seconds,
+                    started_at=started_at,
+                    finished_at=datetime.now(UTC),
+                )
+            )
+            partial.replace(output)
     finally:
-        warehouse.engine.dispose()
+        outputs.close()
+        partial.unlink(missing_ok=True)
+        if progress is not None:
+            progress.finish()
     run.rows_per_second = round(run.rows_in / run.seconds, 1) if run.seconds else 0.0
-    (folder / "latest.json").write_text(json.dumps(run.as_dict(), indent=2))
     return run
 
 
@@ -171,34 +168,31 @@ Chunks = Callable[[Callable[[int], None] | None], Iterator[pd.DataFrame]]
 
 
 def _resolve_input(
-    settings: Settings, source: str, engine: sa.Engine, bundle: ScoringBundle
+    settings: Settings, source: str, warehouse: Warehouse
 ) -> tuple[str, str, int, Chunks]:
     """(label, content hash, size for the progress bar, chunk reader) of a scoring input."""
     size = settings.ingest.scoring_chunk_size
     if source == WAREHOUSE_UNLABELLED:
         unlabelled = f"FROM {Table.SILVER} WHERE {LABEL} IS NULL ORDER BY {LOAN_ID}"
         query = f"SELECT * {unlabelled}"
-        with engine.connect() as conn:
+        with warehouse.engine.connect() as conn:
             ids = [r[0] for r in conn.execute(sa.text(f"SELECT {LOAN_ID} {unlabelled}"))]
         if not ids:
             raise LoanriskError("the warehouse has no unlabelled loans to score")
         digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()
-        id_column = bundle.profile.id.column or LOAN_ID
+        id_column = warehouse.profile.id.column or LOAN_ID
 
         def from_warehouse(on_rows: Callable[[int], None] | None) -> Iterator[pd.DataFrame]:
-            reader = make_engine(settings.warehouse_url)
             first = 1
-            try:
-                with reader.connect() as conn:
-                    for frame in pd.read_sql_query(sa.text(query), conn, chunksize=size):
-                        frame = frame.rename(columns={LOAN_ID: id_column})
-                        frame.index = pd.RangeIndex(first, first + len(frame))
-                        first += len(frame)
-                        if on_rows is not None:
-                            on_rows(len(frame))
-                        yield frame
-            finally:
-                reader.dispose()
+            # A connection of its own: the run's writes hold another one in a transaction.
+            with warehouse.engine.connect() as conn:
+                for frame in pd.read_sql_query(sa.text(query), conn, chunksize=size):
+                    frame = frame.rename(columns={LOAN_ID: id_column})
+                    frame.index = pd.RangeIndex(first, first + len(frame))
+                    first += len(frame)
+                    if on_rows is not None:
+                        on_rows(len(frame))
+                    yield frame
 
         return WAREHOUSE_UNLABELLED, digest, len(ids), from_warehouse
     timeout = settings.ingest.source_timeout_seconds
@@ -353,9 +347,3 @@ def _prediction_ids(run_id: str, rows: np.ndarray) -> pa.Array:
         pa.binary(12), len(rows), [None, pa.py_buffer(digits)]
     )
     return pc.binary_join_element_wise(run_id[:20], hexes.cast(pa.binary()).cast(pa.string()), "")
-
-
-def latest_run(settings: Settings) -> dict[str, Any] | None:
-    """The pointer the last scoring run left (monitoring reads it)."""
-    pointer = settings.home / "scores" / "latest.json"
-    return json.loads(pointer.read_text()) if pointer.exists() else None

@@ -15,7 +15,7 @@ from loanrisk.data.readers import describe, expand_sources, read_chunks, read_he
 from loanrisk.errors import InputFileError
 from loanrisk.profiles.model import normalise_header, normalise_token
 from loanrisk.warehouse.bulk import write_frame
-from loanrisk.warehouse.engine import open_warehouse
+from loanrisk.warehouse.engine import Warehouse
 from loanrisk.warehouse.schema import outcomes, predictions
 
 
@@ -34,7 +34,7 @@ class OutcomeLoad:
         return asdict(self)
 
 
-def load_outcomes(settings: Settings, source: str) -> OutcomeLoad:
+def load_outcomes(settings: Settings, warehouse: Warehouse, source: str) -> OutcomeLoad:
     """Match rows to predictions by loan id (or client_id) and store their outcomes.
 
     The outcome comes from a ``defaulted`` column (1/0, true/false) or from the profile's
@@ -42,34 +42,26 @@ def load_outcomes(settings: Settings, source: str) -> OutcomeLoad:
     """
     timeout = settings.ingest.source_timeout_seconds
     files = expand_sources([source], timeout=timeout)
-    warehouse = open_warehouse(settings)
     profile = warehouse.profile
     result = OutcomeLoad(source=", ".join(files))
-    try:
-        for url in files:
-            describe(url, timeout=timeout)
-            header = {normalise_header(h): h for h in read_header(url, timeout=timeout)}
-            id_column = header.get(profile.id.column or "") or header.get("loan_id")
-            client_column = header.get("client_id")
-            status_column = header.get("defaulted") or header.get(
-                normalise_header(profile.target.column)
+    for url in files:
+        describe(url, timeout=timeout)
+        header = {normalise_header(h): h for h in read_header(url, timeout=timeout)}
+        id_column = header.get(profile.id.column or "") or header.get("loan_id")
+        client_column = header.get("client_id")
+        status_column = header.get("defaulted") or header.get(
+            normalise_header(profile.target.column)
+        )
+        if (id_column is None and client_column is None) or status_column is None:
+            raise InputFileError(
+                f"{url}: an outcomes file needs '{profile.id.column}' (or 'loan_id' or "
+                f"'client_id') and 'defaulted' or '{profile.target.column}'; found "
+                f"{', '.join(list(header.values())[:12])}"
             )
-            if (id_column is None and client_column is None) or status_column is None:
-                raise InputFileError(
-                    f"{url}: an outcomes file needs '{profile.id.column}' (or 'loan_id' or "
-                    f"'client_id') and 'defaulted' or '{profile.target.column}'; found "
-                    f"{', '.join(list(header.values())[:12])}"
-                )
-            mapping = profile.target.mapping()
-            with warehouse.engine.begin() as conn:
-                for chunk in read_chunks(
-                    url, chunk_size=settings.ingest.chunk_size, timeout=timeout
-                ):
-                    _load_chunk(
-                        conn, chunk, id_column, client_column, status_column, mapping, result
-                    )
-    finally:
-        warehouse.engine.dispose()
+        mapping = profile.target.mapping()
+        with warehouse.engine.begin() as conn:
+            for chunk in read_chunks(url, chunk_size=settings.ingest.chunk_size, timeout=timeout):
+                _load_chunk(conn, chunk, id_column, client_column, status_column, mapping, result)
     return result
 
 

@@ -1,7 +1,8 @@
-"""Steps that the command line and Airflow run: each takes settings, returns data.
+"""Steps that the command line and Airflow run: ``step(settings, warehouse, registry, ...)``.
 
-``run_pipeline`` chains them (ingest -> train -> promote -> score -> monitor); every step
-says why when it has nothing new to do and skips.
+The entry point (a command, ``run_pipeline``) opens the warehouse and the registry once and
+passes them to every step. ``run_pipeline`` chains the steps (ingest -> train -> promote ->
+score -> monitor); every step says why when it has nothing new to do and skips.
 """
 
 from __future__ import annotations
@@ -10,21 +11,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from loanrisk import registry
-from loanrisk.batch import ScoringRun, score_file
 from loanrisk.config import Settings
 from loanrisk.constants import Alias
 from loanrisk.data.generate import TRUTH_SUFFIX
 from loanrisk.data.readers import SUFFIXES, parse_delimiter
 from loanrisk.errors import LoanriskError, NothingToDo, UnreachableError
-from loanrisk.modeling.train import TrainResult, data_fingerprint, train
-from loanrisk.monitoring.monitor import monitor
-from loanrisk.promotion import PromotionResult, promote
-from loanrisk.warehouse.engine import open_warehouse
+from loanrisk.monitoring.schedule import pending
+from loanrisk.registry import Registry
+from loanrisk.warehouse.engine import Warehouse
 from loanrisk.warehouse.ingest import (
     BatchResult,
     IngestOptions,
@@ -33,44 +31,46 @@ from loanrisk.warehouse.ingest import (
     ingest,
     warehouse_status,
 )
-from loanrisk.warehouse.queries import latest_vintage, raw_rows, read_gold, read_silver
+from loanrisk.warehouse.queries import (
+    gold_state,
+    latest_vintage,
+    raw_rows,
+    read_gold,
+    read_silver,
+)
+
+if TYPE_CHECKING:  # the modeling stack is imported only by the steps that run it
+    from loanrisk.batch import ScoringRun
+    from loanrisk.modeling.train import TrainResult
+    from loanrisk.monitoring.monitor import MonitorResult
+    from loanrisk.promotion import PromotionResult
 
 
 def run_ingest(
     settings: Settings,
+    warehouse: Warehouse,
     sources: list[str],
     *,
     delimiter: str = ",",
     progress: Progress | None = None,
 ) -> tuple[list[BatchResult], WarehouseStatus]:
     """Ingest files into the warehouse; return per-file results and the warehouse status."""
-    warehouse = open_warehouse(settings)
-    try:
-        options = IngestOptions(
-            chunk_size=settings.ingest.chunk_size,
-            encoding=settings.ingest.encoding,
-            delimiter=parse_delimiter(delimiter),
-            timeout=settings.ingest.source_timeout_seconds,
-        )
-        results = ingest(
-            warehouse.engine, warehouse.profile, sources, options=options, progress=progress
-        )
-        return results, warehouse_status(warehouse.engine)
-    finally:
-        warehouse.engine.dispose()
-
-
-def run_status(settings: Settings) -> WarehouseStatus:
-    """Row counts and reconciliation of the configured warehouse."""
-    warehouse = open_warehouse(settings)
-    try:
-        return warehouse_status(warehouse.engine)
-    finally:
-        warehouse.engine.dispose()
+    options = IngestOptions(
+        chunk_size=settings.ingest.chunk_size,
+        encoding=settings.ingest.encoding,
+        delimiter=parse_delimiter(delimiter),
+        timeout=settings.ingest.source_timeout_seconds,
+    )
+    results = ingest(
+        warehouse.engine, warehouse.profile, sources, options=options, progress=progress
+    )
+    return results, warehouse_status(warehouse.engine)
 
 
 def run_train(
     settings: Settings,
+    warehouse: Warehouse,
+    models: Registry,
     *,
     progress: Callable[[str], None] | None = None,
     if_new_data: bool = False,
@@ -80,43 +80,52 @@ def run_train(
     With ``if_new_data``, raise NothingToDo when gold holds exactly the rows the newest
     registered version was trained on.
     """
-    warehouse = open_warehouse(settings)
-    try:
-        gold = read_gold(warehouse.engine)
-        if gold.empty:
-            raise LoanriskError(
-                "gold has no labelled rows: ingest loan files first ('loanrisk ingest FILE')"
-            )
-        fingerprint = data_fingerprint(gold)
-        if if_new_data:
-            _require_new_data(settings, fingerprint)
-        return train(
-            settings,
-            gold,
-            warehouse.profile,
-            raw_example=lambda ids: raw_rows(warehouse.engine, ids),
-            progress=progress,
-            fingerprint=fingerprint,
+    state = gold_state(warehouse.engine)
+    if state is None:
+        raise LoanriskError(
+            "gold has no labelled rows: ingest loan files first ('loanrisk ingest FILE')"
         )
-    finally:
-        warehouse.engine.dispose()
+    if if_new_data:
+        _require_new_data(warehouse, models, state)
+    from loanrisk.modeling.train import data_fingerprint, train
+
+    gold = read_gold(warehouse.engine)
+    fingerprint = data_fingerprint(gold) | {"gold_state": state}
+    return train(
+        settings,
+        models,
+        gold,
+        warehouse.profile,
+        raw_example=lambda ids: raw_rows(warehouse.engine, ids),
+        progress=progress,
+        fingerprint=fingerprint,
+    )
 
 
-def _require_new_data(settings: Settings, fingerprint: dict[str, Any]) -> None:
-    found = [v for v in registry.versions(settings) if v.complete]
+def _require_new_data(warehouse: Warehouse, models: Registry, state: str) -> None:
+    found = [v for v in models.versions() if v.complete]
     if not found:
         return
     newest = max(found, key=lambda v: int(v.version))
-    content_hash = fingerprint["content_hash"]
-    if newest.tags.get("data_hash") == content_hash:
+    if "gold_state" in newest.tags:
+        unchanged = newest.tags["gold_state"] == state
+    else:  # registered before versions carried the gold state: hash gold itself (slower)
+        from loanrisk.modeling.train import data_fingerprint
+
+        hashed = data_fingerprint(read_gold(warehouse.engine))["content_hash"]
+        unchanged = newest.tags.get("data_hash") == hashed
+    if unchanged:
         raise NothingToDo(
             f"gold is unchanged since version {newest.version} was trained "
-            f"({fingerprint['rows']:,} labelled rows, data hash {content_hash})"
+            f"({newest.tags.get('data_rows', '?')} labelled rows, "
+            f"data hash {newest.tags.get('data_hash', '?')})"
         )
 
 
 def run_promote(
     settings: Settings,
+    warehouse: Warehouse,
+    models: Registry,
     *,
     version: str | None = None,
     force: bool = False,
@@ -129,24 +138,22 @@ def run_promote(
     @production, or when the gates refused it before.
     """
     if if_new and version is None:
-        _require_new_challenger(settings)
-    warehouse = open_warehouse(settings)
-    try:
-        since = None
-        latest = latest_vintage(warehouse.engine)
-        if latest is not None:
-            since = latest - pd.DateOffset(months=settings.promotion.window_months - 1)
-        silver = read_silver(warehouse.engine, since=since)
-    finally:
-        warehouse.engine.dispose()
-    return promote(settings, silver, version=version, force=force, reason=reason)
+        _require_new_challenger(models)
+    from loanrisk.promotion import promote
+
+    since = None
+    latest = latest_vintage(warehouse.engine)
+    if latest is not None:
+        since = latest - pd.DateOffset(months=settings.promotion.window_months - 1)
+    silver = read_silver(warehouse.engine, since=since)
+    return promote(settings, models, silver, version=version, force=force, reason=reason)
 
 
-def _require_new_challenger(settings: Settings) -> None:
-    staging = registry.by_alias(settings, Alias.STAGING)
+def _require_new_challenger(models: Registry) -> None:
+    staging = models.by_alias(Alias.STAGING)
     if staging is None:
         raise NothingToDo(f"no @{Alias.STAGING} version to promote")
-    production = registry.by_alias(settings, Alias.PRODUCTION)
+    production = models.by_alias(Alias.PRODUCTION)
     if production is not None and production.version == staging.version:
         raise NothingToDo(f"version {staging.version} is already @{Alias.PRODUCTION}")
     refused = staging.tags.get("promotion_refused_reason")
@@ -173,20 +180,43 @@ def data_files(folder: Path) -> list[Path]:
 
 
 def run_score_folder(
-    settings: Settings, folder: Path, *, progress: Progress | None = None
+    settings: Settings,
+    warehouse: Warehouse,
+    models: Registry,
+    folder: Path,
+    *,
+    progress: Progress | None = None,
 ) -> list[ScoringRun]:
-    """Score every application file in ``folder`` with @production (each at most once)."""
+    """Score every application file in ``folder`` with @production (each at most once;
+    the model is loaded once, and only when a file is new to it)."""
+    from loanrisk.batch import ProductionModel, score_file
+
     files = data_files(folder)
     if not files:
         raise NothingToDo(f"no application files in {folder}")
-    if registry.by_alias(settings, Alias.PRODUCTION) is None:
+    if models.by_alias(Alias.PRODUCTION) is None:
         raise NothingToDo(f"no model is @{Alias.PRODUCTION} yet")
-    runs = [score_file(settings, str(f), progress=progress) for f in files]
+    model = ProductionModel(models)
+    runs = [score_file(settings, warehouse, model, str(f), progress=progress) for f in files]
     if all(r.skipped for r in runs):
         raise NothingToDo(
             f"every file in {folder} is already scored by version {runs[0].model_version}"
         )
     return runs
+
+
+def run_monitor(
+    settings: Settings, warehouse: Warehouse, models: Registry, *, if_new: bool = False
+) -> MonitorResult:
+    """Monitor the recent predictions; with ``if_new``, NothingToDo when nothing arrived
+    since the last run (checked before the drift libraries are imported)."""
+    if if_new:
+        why_not = pending(settings, warehouse.engine, models)
+        if why_not:
+            raise NothingToDo(why_not)
+    from loanrisk.monitoring.monitor import monitor
+
+    return monitor(settings, warehouse, models)
 
 
 @dataclass
@@ -243,17 +273,24 @@ class PipelineHooks:
 PIPELINE_STEPS = ("ingest", "train", "promote", "score", "monitor")
 
 
-def run_pipeline(settings: Settings, hooks: PipelineHooks | None = None) -> PipelineResult:
+def run_pipeline(
+    settings: Settings,
+    warehouse: Warehouse,
+    models: Registry,
+    hooks: PipelineHooks | None = None,
+) -> PipelineResult:
     """ingest -> train -> promote -> score -> monitor; stops at the first failed step."""
     hooks = hooks or PipelineHooks()
     steps: dict[str, Callable[[], Any]] = {
-        "ingest": lambda: _ingest_landing(settings, hooks.file_progress),
-        "train": lambda: run_train(settings, progress=hooks.on_message, if_new_data=True),
-        "promote": lambda: run_promote(settings, if_new=True),
-        "score": lambda: run_score_folder(
-            settings, settings.applications_dir, progress=hooks.file_progress
+        "ingest": lambda: _ingest_landing(settings, warehouse, hooks.file_progress),
+        "train": lambda: run_train(
+            settings, warehouse, models, progress=hooks.on_message, if_new_data=True
         ),
-        "monitor": lambda: monitor(settings, if_new=True),
+        "promote": lambda: run_promote(settings, warehouse, models, if_new=True),
+        "score": lambda: run_score_folder(
+            settings, warehouse, models, settings.applications_dir, progress=hooks.file_progress
+        ),
+        "monitor": lambda: run_monitor(settings, warehouse, models, if_new=True),
     }
     result = PipelineResult()
     started = time.perf_counter()
@@ -286,9 +323,11 @@ def landing_files(settings: Settings) -> list[str]:
     return [str(f) for f in files]
 
 
-def _ingest_landing(settings: Settings, progress: Progress | None) -> dict[str, Any]:
+def _ingest_landing(
+    settings: Settings, warehouse: Warehouse, progress: Progress | None
+) -> dict[str, Any]:
     files = landing_files(settings)
-    batches, status = run_ingest(settings, files, progress=progress)
+    batches, status = run_ingest(settings, warehouse, files, progress=progress)
     if all(b.skipped for b in batches):
         raise NothingToDo(f"all {len(files)} files in {settings.landing_dir} are already ingested")
     return {"batches": batches, "status": status}

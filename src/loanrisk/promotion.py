@@ -11,13 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loanrisk import registry
 from loanrisk.config import Settings
 from loanrisk.constants import LABEL, LOAN_ID, VINTAGE, Alias
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.evaluate import expected_calibration_error
 from loanrisk.modeling.split import HOLDOUT_SHARE, id_fraction
-from loanrisk.registry import RegistryError
+from loanrisk.registry import Registry, RegistryError
 
 
 @dataclass
@@ -54,7 +53,7 @@ def evaluation_window(silver: pd.DataFrame, months: int) -> tuple[pd.DataFrame, 
 
 
 def score_versions(
-    settings: Settings, window: pd.DataFrame, versions: list[str]
+    models: Registry, window: pd.DataFrame, versions: list[str]
 ) -> dict[str, dict[str, float]]:
     """AUC, ECE and mean PD of each version on the same window rows."""
     from sklearn.metrics import roc_auc_score
@@ -62,7 +61,7 @@ def score_versions(
     y = window[LABEL].to_numpy().astype(int)
     out = {}
     for version in versions:
-        predicted = registry.load(settings, version).predict(window)
+        predicted = models.load(version).predict(window)
         pd_ = predicted["pd"].to_numpy(dtype=float)
         ok = ~np.isnan(pd_)
         out[version] = {
@@ -77,6 +76,7 @@ def score_versions(
 
 def promote(
     settings: Settings,
+    models: Registry,
     silver: pd.DataFrame,
     *,
     version: str | None = None,
@@ -86,15 +86,12 @@ def promote(
     """Move ``production`` to the challenger (default: @staging) if it passes the gates."""
     if force and not reason:
         raise LoanriskError("--force needs --reason: say why the gates are overridden")
-    challenger = (
-        registry.get(settings, version) if version else registry.by_alias(settings, Alias.STAGING)
-    )
+    challenger = models.get(version) if version else models.by_alias(Alias.STAGING)
     if challenger is None:
         raise RegistryError(
-            f"no @{Alias.STAGING} version of {settings.mlflow.model_name}; "
-            "run 'loanrisk train' first"
+            f"no @{Alias.STAGING} version of {models.name}; run 'loanrisk train' first"
         )
-    champion = registry.by_alias(settings, Alias.PRODUCTION)
+    champion = models.by_alias(Alias.PRODUCTION)
     if champion is not None and champion.version == challenger.version:
         raise LoanriskError(f"version {challenger.version} is already @production")
     gates = settings.promotion
@@ -102,7 +99,7 @@ def promote(
     if window[LABEL].nunique() < 2:
         raise LoanriskError(f"the evaluation window ({described}) needs good and bad loans")
     compared = [challenger.version] + ([champion.version] if champion else [])
-    scores = score_versions(settings, window, compared)
+    scores = score_versions(models, window, compared)
     new = scores[challenger.version]
     checks = [
         _check(f"AUC >= {gates.min_auc}", new["auc"] >= gates.min_auc, new["auc"]),
@@ -126,9 +123,8 @@ def promote(
     )
     stamp = _stamp()
     if promoted:
-        registry.set_alias(settings, Alias.PRODUCTION, challenger.version)
-        registry.tag(
-            settings,
+        models.set_alias(Alias.PRODUCTION, challenger.version)
+        models.tag(
             challenger.version,
             {
                 "promoted_at": stamp["at"],
@@ -141,8 +137,7 @@ def promote(
             },
         )
     else:
-        registry.tag(
-            settings,
+        models.tag(
             challenger.version,
             {
                 "promotion_refused_at": stamp["at"],
@@ -163,9 +158,9 @@ def promote(
     )
 
 
-def rollback(settings: Settings, *, reason: str | None = None) -> tuple[str, str]:
+def rollback(models: Registry, *, reason: str | None = None) -> tuple[str, str]:
     """Point ``production`` back at the version it replaced; returns (from, to)."""
-    current = registry.by_alias(settings, Alias.PRODUCTION)
+    current = models.by_alias(Alias.PRODUCTION)
     if current is None:
         raise RegistryError("nothing to roll back: no version is @production")
     previous = current.tags.get("previous_production_version", "none")
@@ -173,11 +168,10 @@ def rollback(settings: Settings, *, reason: str | None = None) -> tuple[str, str
         raise RegistryError(
             f"version {current.version} has no previous production version to roll back to"
         )
-    registry.get(settings, previous)
-    registry.set_alias(settings, Alias.PRODUCTION, previous)
+    models.get(previous)
+    models.set_alias(Alias.PRODUCTION, previous)
     stamp = _stamp()
-    registry.tag(
-        settings,
+    models.tag(
         current.version,
         {
             "rolled_back_at": stamp["at"],
@@ -186,8 +180,7 @@ def rollback(settings: Settings, *, reason: str | None = None) -> tuple[str, str
             "rolled_back_to": previous,
         },
     )
-    registry.tag(
-        settings,
+    models.tag(
         previous,
         {"restored_at": stamp["at"], "restored_by": stamp["by"], "restored_from": current.version},
     )

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from loanrisk.batch import score_file
 from loanrisk.config import get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
-from loanrisk.monitoring.monitor import monitor
+from tests import steps
 from tests.e2e.test_officer_page import SCREENSHOTS, browser  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.e2e
@@ -26,8 +25,8 @@ def test_drift_report_renders(browser, served_home, tmp_path):  # noqa: F811
     write_generated(
         GeneratorConfig(rows=3_000, start="2015-02", months=1, seed=12, drift=1.0), applications
     )
-    score_file(copy, str(applications))
-    result = monitor(copy, days=1)
+    steps.score(copy, str(applications))
+    result = steps.monitor(copy, days=1)
     errors: list[str] = []
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -15,7 +15,7 @@ from loanrisk.config import get_settings
 from loanrisk.serving.predlog import COLUMNS, PredictionLog, encode_rows
 from loanrisk.warehouse import pgcopy
 from loanrisk.warehouse.bulk import write_arrow
-from loanrisk.warehouse.engine import open_warehouse
+from loanrisk.warehouse.engine import Warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -151,7 +151,7 @@ def test_prediction_log_appends_and_never_duplicates_a_retried_batch(postgres_ur
     commit whose reply was lost) falls back to skipping the known ids."""
     settings = get_settings(home=tmp_path / "home")
     settings.warehouse.url = SecretStr(postgres_url)
-    warehouse = open_warehouse(settings)
+    warehouse = Warehouse.open(settings)
     writer = PredictionLog(warehouse.engine, tmp_path / "spool")
     lines = {i: encode_rows([_log_row(i)])[0] for i in "abcd"}
     writer._insert([lines["a"], lines["b"]], COLUMNS)

@@ -14,18 +14,18 @@ import sqlalchemy as sa
 from loanrisk.config import Settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.errors import InputFileError, WarehouseError
-from loanrisk.pipeline import open_warehouse, run_ingest, run_status
-from loanrisk.warehouse.engine import make_engine, migrate
+from loanrisk.warehouse.engine import Warehouse, make_engine, migrate
+from tests import steps
 
 pytestmark = pytest.mark.integration
 
 
 def counts(settings: Settings) -> dict[str, int]:
-    return run_status(settings).tables
+    return steps.status(settings).tables
 
 
 def test_ingest_twice_adds_nothing_and_counts_reconcile(warehouse_settings, generated):
-    results, status = run_ingest(warehouse_settings, [str(generated)])
+    results, status = steps.ingest(warehouse_settings, [str(generated)])
     first = results[0]
     assert not first.skipped and first.rows_bronze == 20_000
     assert first.rows_rejected > 0 and first.rows_silver_updated == 0
@@ -33,15 +33,15 @@ def test_ingest_twice_adds_nothing_and_counts_reconcile(warehouse_settings, gene
     assert status.reconciled, status.problems
     assert status.tables["gold_loan_features"] == first.rows_silver_new
 
-    again, status_again = run_ingest(warehouse_settings, [str(generated)])
+    again, status_again = steps.ingest(warehouse_settings, [str(generated)])
     assert again[0].skipped and again[0].rows_bronze == 0
     assert "already ingested as batch" in again[0].note
     assert status_again.tables == status.tables
 
 
 def test_gold_is_labelled_for_matured_loans_only(warehouse_settings, generated):
-    run_ingest(warehouse_settings, [str(generated)])
-    warehouse = open_warehouse(warehouse_settings)
+    steps.ingest(warehouse_settings, [str(generated)])
+    warehouse = Warehouse.open(warehouse_settings)
     with warehouse.engine.connect() as conn:
         silver = pd.read_sql("SELECT target_raw, label, vintage FROM silver_loans", conn)
         gold = pd.read_sql("SELECT * FROM gold_loan_features", conn)
@@ -64,16 +64,16 @@ def test_new_file_adds_its_rows_and_a_later_extract_updates(warehouse_settings, 
     write_generated(
         GeneratorConfig(rows=3_000, start="2016-01", months=12, seed=1, as_of="2022-01"), matured
     )
-    (first,), _ = run_ingest(warehouse_settings, [str(history)])
-    (second,), status = run_ingest(warehouse_settings, [str(newer)])
+    (first,), _ = steps.ingest(warehouse_settings, [str(history)])
+    (second,), status = steps.ingest(warehouse_settings, [str(newer)])
     assert second.rows_bronze == 2_000 and second.rows_silver_updated == 0
     assert status.tables["silver_loans"] == first.rows_silver_new + second.rows_silver_new
 
-    (third,), status = run_ingest(warehouse_settings, [str(matured)])
+    (third,), status = steps.ingest(warehouse_settings, [str(matured)])
     assert third.rows_silver_new == 0
     assert third.rows_silver_updated == first.rows_silver_new
     assert status.reconciled, status.problems
-    warehouse = open_warehouse(warehouse_settings)
+    warehouse = Warehouse.open(warehouse_settings)
     with warehouse.engine.connect() as conn:
         unknown = conn.execute(
             sa.text(
@@ -92,11 +92,11 @@ def test_failure_part_way_leaves_no_partial_batch(warehouse_settings, tmp_path):
     broken = tmp_path / "broken.csv"
     # A ragged row far into the file: the first chunks load before the error.
     broken.write_text("".join(lines[:2_500]) + "1,2,3\n" + "".join(lines[2_500:]))
-    run_ingest(warehouse_settings, [str(good)])
+    steps.ingest(warehouse_settings, [str(good)])
     before = counts(warehouse_settings)
     warehouse_settings.ingest.chunk_size = 500
     with pytest.raises(InputFileError, match="different number of fields"):
-        run_ingest(warehouse_settings, [str(broken)])
+        steps.ingest(warehouse_settings, [str(broken)])
     assert counts(warehouse_settings) == before
 
 
@@ -121,12 +121,12 @@ def test_failure_part_way_leaves_no_partial_batch(warehouse_settings, tmp_path):
 def test_bad_files_fail_clearly_and_change_nothing(
     warehouse_settings, generated, tmp_path, content, message
 ):
-    run_ingest(warehouse_settings, [str(generated)])
+    steps.ingest(warehouse_settings, [str(generated)])
     before = counts(warehouse_settings)
     bad = tmp_path / "bad.csv"
     bad.write_bytes(content)
     with pytest.raises(InputFileError) as info:
-        run_ingest(warehouse_settings, [str(bad)])
+        steps.ingest(warehouse_settings, [str(bad)])
     assert message in str(info.value)
     assert counts(warehouse_settings) == before
 
@@ -138,9 +138,9 @@ def test_latin1_file_loads_with_its_encoding(sqlite_settings, tmp_path):
         b"1,5000,36 months,40000,Fully Paid,Caf\xe9 owner\n"
     )
     sqlite_settings.ingest.encoding = "latin-1"
-    (result,), _ = run_ingest(sqlite_settings, [str(bad)])
+    (result,), _ = steps.ingest(sqlite_settings, [str(bad)])
     assert result.rows_silver_new == 1
-    warehouse = open_warehouse(sqlite_settings)
+    warehouse = Warehouse.open(sqlite_settings)
     with warehouse.engine.connect() as conn:
         title = conn.execute(sa.text("SELECT emp_title FROM silver_loans")).scalar_one()
     warehouse.engine.dispose()
@@ -152,7 +152,7 @@ def test_truncated_gzip_fails_and_changes_nothing(warehouse_settings, generated,
     data = generated.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputFileError, match="gzip data is truncated or corrupt"):
-        run_ingest(warehouse_settings, [str(truncated)])
+        steps.ingest(warehouse_settings, [str(truncated)])
     assert counts(warehouse_settings)["bronze_loans"] == 0
     assert counts(warehouse_settings)["ingestion_batches"] == 0
 
@@ -164,14 +164,14 @@ def test_folders_globs_and_fsspec_urls(sqlite_settings, tmp_path, generated):
     with gzip.open(generated) as src, open(folder / "b.csv", "wb") as dst:
         shutil.copyfileobj(src, dst)  # same rows, different bytes: a second batch of updates
     (folder / "notes.txt").write_text("not a loan file")
-    results, status = run_ingest(sqlite_settings, [str(folder)])
+    results, status = steps.ingest(sqlite_settings, [str(folder)])
     assert [Path(r.source).name for r in results] == ["a.csv.gz", "b.csv"]
     assert results[1].rows_silver_updated == results[0].rows_silver_new
-    again, _ = run_ingest(sqlite_settings, [f"file://{folder}/*.csv*"])
+    again, _ = steps.ingest(sqlite_settings, [f"file://{folder}/*.csv*"])
     assert all(r.skipped for r in again)
     assert status.reconciled
     with pytest.raises(InputFileError, match="no such file or folder"):
-        run_ingest(sqlite_settings, [str(tmp_path / "absent.csv")])
+        steps.ingest(sqlite_settings, [str(tmp_path / "absent.csv")])
 
 
 def test_processes_starting_together_migrate_one_at_a_time(warehouse_settings, profile):
@@ -208,7 +208,7 @@ def test_processes_starting_together_migrate_one_at_a_time(warehouse_settings, p
 
 
 def test_a_warehouse_refuses_another_profile(sqlite_settings, generated, tmp_path):
-    run_ingest(sqlite_settings, [str(generated)])
+    steps.ingest(sqlite_settings, [str(generated)])
     other = tmp_path / "other.yaml"
     other.write_text(
         "name: other\ntarget: {column: s, bad: [B], good: [G]}\n"
@@ -216,14 +216,14 @@ def test_a_warehouse_refuses_another_profile(sqlite_settings, generated, tmp_pat
     )
     sqlite_settings.data.profile = str(other)
     with pytest.raises(WarehouseError, match="created for profile 'lendingclub'"):
-        run_status(sqlite_settings)
+        steps.status(sqlite_settings)
 
 
 def test_real_lendingclub_extract_without_id_or_date(warehouse_settings, real_data):
-    (result,), status = run_ingest(warehouse_settings, [str(real_data)])
+    (result,), status = steps.ingest(warehouse_settings, [str(real_data)])
     assert result.rows_bronze == 39_786
     assert status.reconciled, status.problems
-    warehouse = open_warehouse(warehouse_settings)
+    warehouse = Warehouse.open(warehouse_settings)
     with warehouse.engine.connect() as conn:
         gold = pd.read_sql("SELECT * FROM gold_loan_features", conn)
     warehouse.engine.dispose()

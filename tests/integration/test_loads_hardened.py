@@ -14,15 +14,15 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from loanrisk import registry
 from loanrisk.constants import REGISTRATION_TAG
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.errors import NothingToDo
 from loanrisk.modeling.train import data_fingerprint
-from loanrisk.pipeline import run_ingest, run_promote, run_train
-from loanrisk.warehouse.engine import open_warehouse
+from loanrisk.registry import Registry
+from loanrisk.warehouse.engine import Warehouse
 from loanrisk.warehouse.ingest import warehouse_status
-from loanrisk.warehouse.queries import read_gold
+from loanrisk.warehouse.queries import gold_state, read_gold
+from tests import steps
 from tests.integration.test_cli import run
 
 pytestmark = pytest.mark.integration
@@ -88,13 +88,13 @@ def _loans(folder: Path, name: str, **config: object) -> Path:
 
 def test_concurrent_ingests_of_one_file_give_one_batch_and_one_skip(warehouse_settings, tmp_path):
     loans = _loans(tmp_path, "loans.csv")
-    open_warehouse(warehouse_settings).engine.dispose()  # migrated before the race
+    Warehouse.open(warehouse_settings).engine.dispose()  # migrated before the race
     with ThreadPoolExecutor(2) as pool:
         results = list(
-            pool.map(lambda _: run_ingest(warehouse_settings, [str(loans)])[0][0], range(2))
+            pool.map(lambda _: steps.ingest(warehouse_settings, [str(loans)])[0][0], range(2))
         )
     assert sorted(r.skipped for r in results) == [False, True]
-    status = warehouse_status(open_warehouse(warehouse_settings).engine)
+    status = warehouse_status(Warehouse.open(warehouse_settings).engine)
     assert status.batches == 1 and status.reconciled
 
 
@@ -102,15 +102,15 @@ def test_concurrent_ingests_sharing_loan_ids_both_load(warehouse_settings, tmp_p
     first = _loans(tmp_path, "first.csv")
     # The same loans extracted later: same ids, other statuses and bytes.
     second = _loans(tmp_path, "second.csv", as_of="2021-01")
-    open_warehouse(warehouse_settings).engine.dispose()
+    Warehouse.open(warehouse_settings).engine.dispose()
     with ThreadPoolExecutor(2) as pool:
         results = list(
-            pool.map(lambda f: run_ingest(warehouse_settings, [str(f)])[0][0], [first, second])
+            pool.map(lambda f: steps.ingest(warehouse_settings, [str(f)])[0][0], [first, second])
         )
     assert not any(r.skipped for r in results)
     new = sum(r.rows_silver_new for r in results)
     assert new > 2900 and sum(r.rows_silver_updated for r in results) == new
-    status = warehouse_status(open_warehouse(warehouse_settings).engine)
+    status = warehouse_status(Warehouse.open(warehouse_settings).engine)
     assert status.batches == 2 and status.reconciled
     assert status.tables["silver_loans"] == new
 
@@ -119,7 +119,7 @@ def test_a_train_killed_after_registering_does_not_block_the_next(sqlite_setting
     settings = sqlite_settings
     settings.training.trials = 0
     settings.training.candidates = ["logistic_regression"]
-    run_ingest(
+    steps.ingest(
         settings,
         [
             str(
@@ -129,9 +129,9 @@ def test_a_train_killed_after_registering_does_not_block_the_next(sqlite_setting
             )
         ],
     )
-    first = run_train(settings)
-    assert run_promote(settings).promoted
-    run_ingest(
+    first = steps.train(settings)
+    assert steps.promote(settings).promoted
+    steps.ingest(
         settings,
         [
             str(
@@ -147,26 +147,28 @@ def test_a_train_killed_after_registering_does_not_block_the_next(sqlite_setting
             )
         ],
     )
-    engine = open_warehouse(settings).engine
+    engine = Warehouse.open(settings).engine
     new_hash = data_fingerprint(read_gold(engine))["content_hash"]
+    new_state = gold_state(engine)
     engine.dispose()
     # What a train on the new data leaves when it is killed between registering and moving
     # @staging: a version tagged with the new data's hash, still "pending", no alias.
-    info = registry.get(settings, first.version)
-    registry.connect(settings)
+    info = Registry(settings).get(first.version)
+    Registry(settings)  # sets MLflow's tracking URI for the fluent calls below
     orphan = mlflow.register_model(
         f"models:/{settings.mlflow.model_name}/{first.version}",
         settings.mlflow.model_name,
-        tags=info.tags | {"data_hash": new_hash, REGISTRATION_TAG: "pending"},
+        tags=info.tags
+        | {"data_hash": new_hash, "gold_state": new_state, REGISTRATION_TAG: "pending"},
     ).version
-    assert registry.by_alias(settings, "staging").version == first.version
+    assert Registry(settings).by_alias("staging").version == first.version
     # The unfinished version does not count: the next scheduled train does the work.
-    second = run_train(settings, if_new_data=True)
+    second = steps.train(settings, if_new_data=True)
     assert int(second.version) > int(orphan)
-    assert registry.get(settings, second.version).complete
-    assert not registry.get(settings, str(orphan)).complete
-    assert registry.by_alias(settings, "staging").version == second.version
+    assert Registry(settings).get(second.version).complete
+    assert not Registry(settings).get(str(orphan)).complete
+    assert Registry(settings).by_alias("staging").version == second.version
     with pytest.raises(NothingToDo, match=f"version {second.version} was trained"):
-        run_train(settings, if_new_data=True)
-    assert run_promote(settings).promoted
-    assert registry.by_alias(settings, "production").version == second.version
+        steps.train(settings, if_new_data=True)
+    assert steps.promote(settings).promoted
+    assert Registry(settings).by_alias("production").version == second.version

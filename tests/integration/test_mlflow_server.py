@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from loanrisk import registry
 from loanrisk.config import get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
-from loanrisk.pipeline import run_ingest, run_promote, run_train
+from loanrisk.registry import Registry
+from tests import steps
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -87,12 +87,12 @@ def test_train_register_promote_and_load_over_http(mlflow_server: str, tmp_path:
     settings = get_settings(home=tmp_path / "home", mlflow={"tracking_uri": mlflow_server})
     settings.training.trials = 0
     settings.training.candidates = ["logistic_regression"]
-    run_ingest(settings, [str(loans)])
-    result = run_train(settings)
+    steps.ingest(settings, [str(loans)])
+    result = steps.train(settings)
     assert result.version == "1"
-    assert registry.by_alias(settings, "staging").version == "1"
-    assert run_promote(settings).promoted
-    assert [v.aliases for v in registry.versions(settings)] == [["production", "staging"]]
+    assert Registry(settings).by_alias("staging").version == "1"
+    assert steps.promote(settings).promoted
+    assert [v.aliases for v in Registry(settings).versions()] == [["production", "staging"]]
     assert not (tmp_path / "home" / "mlflow.db").exists()  # nothing went to the local store
 
     script = textwrap.dedent(f"""

@@ -14,14 +14,11 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sklearn.metrics import roc_auc_score
 
-from loanrisk import registry
-from loanrisk.batch import latest_run, score_file
 from loanrisk.config import Settings, get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.errors import LoanriskError
-from loanrisk.monitoring.monitor import monitor
-from loanrisk.outcomes import load_outcomes
-from loanrisk.pipeline import run_ingest, run_promote, run_train
+from loanrisk.registry import Registry
+from tests import steps
 from tests.support import Service
 
 pytestmark = pytest.mark.integration
@@ -37,9 +34,9 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]
     settings = get_settings(home=folder / "home")
     settings.training.trials = 0
     settings.training.candidates = ["logistic_regression"]
-    run_ingest(settings, [str(history)])
-    run_train(settings)
-    assert run_promote(settings).promoted
+    steps.ingest(settings, [str(history)])
+    steps.train(settings)
+    assert steps.promote(settings).promoted
     for name, config in {
         "same.csv": GeneratorConfig(rows=5_000, start="2015-06", months=1, seed=3),
         "drifted.csv": GeneratorConfig(rows=5_000, start="2015-07", months=1, seed=4, drift=1.0),
@@ -68,7 +65,7 @@ def test_scoring_is_streamed_logged_and_idempotent(monitored, tmp_path):
     settings, folder = monitored
     settings = copy_home(settings, tmp_path / "home")
     settings.ingest.scoring_chunk_size = 1_000
-    run = score_file(settings, str(folder / "same.csv"))
+    run = steps.score(settings, str(folder / "same.csv"))
     assert run.rows_in == 5_000 and run.rows_scored + run.rows_invalid == 5_000
     assert run.rows_invalid > 0  # the generator's dirty rows are refused, not scored
     output = pd.read_parquet(run.output)
@@ -76,8 +73,7 @@ def test_scoring_is_streamed_logged_and_idempotent(monitored, tmp_path):
     assert output.loc[output["pd"].isna(), "error"].notna().all()
     assert count(settings, "predictions") == run.rows_scored
     assert count(settings, "scoring_runs") == 1
-    assert latest_run(settings)["scoring_run_id"] == run.scoring_run_id
-    again = score_file(settings, str(folder / "same.csv"))
+    again = steps.score(settings, str(folder / "same.csv"))
     assert again.skipped and count(settings, "predictions") == run.rows_scored
 
 
@@ -94,7 +90,7 @@ def test_batch_log_rows_hold_the_application_and_model_inputs(
     if warehouse == "postgres":
         settings.warehouse.url = SecretStr(request.getfixturevalue("postgres_url"))
     settings.ingest.scoring_chunk_size = 1_500
-    run = score_file(settings, str(folder / "same.csv"))
+    run = steps.score(settings, str(folder / "same.csv"))
     engine = sa.create_engine(settings.warehouse_url)
     with engine.connect() as conn:
         logged = pd.read_sql_query(sa.text("SELECT * FROM predictions"), conn)
@@ -110,7 +106,7 @@ def test_batch_log_rows_hold_the_application_and_model_inputs(
 
     raw = pd.read_csv(folder / "same.csv", dtype=str, keep_default_na=False)
     raw.index = pd.RangeIndex(1, len(raw) + 1)
-    bundle = registry.load_bundle(settings, run.model_version)
+    bundle = Registry(settings).load_bundle(run.model_version)
     out, features = bundle.predict_with_features(raw)
     fields = [c for c in raw.columns if c in bundle.input_fields()]
     sample = logged.sample(200, random_state=0)
@@ -133,8 +129,8 @@ def test_batch_log_rows_hold_the_application_and_model_inputs(
 def test_no_false_alarm_in_distribution(monitored, tmp_path):
     settings, folder = monitored
     settings = copy_home(settings, tmp_path / "home")
-    score_file(settings, str(folder / "same.csv"))
-    result = monitor(settings, days=1)
+    steps.score(settings, str(folder / "same.csv"))
+    result = steps.monitor(settings, days=1)
     assert not result.drift_alert, result.alerts
     assert result.score_psi < 0.1 and result.drifted_share < 0.1
     assert not result.retrain_recommended
@@ -146,8 +142,8 @@ def test_no_false_alarm_in_distribution(monitored, tmp_path):
 def test_drifted_month_raises_an_alert_naming_features(monitored, tmp_path):
     settings, folder = monitored
     settings = copy_home(settings, tmp_path / "home")
-    score_file(settings, str(folder / "drifted.csv"))
-    result = monitor(settings, days=1)
+    steps.score(settings, str(folder / "drifted.csv"))
+    result = steps.monitor(settings, days=1)
     assert result.drift_alert and result.retrain_recommended
     assert {"fico_range_low", "dti", "annual_inc", "revol_util"} <= set(result.drifted_features)
     assert any("fico_range_low" in alert for alert in result.alerts)
@@ -157,11 +153,11 @@ def test_drifted_month_raises_an_alert_naming_features(monitored, tmp_path):
 def test_realised_auc_matches_the_pairs(monitored, tmp_path):
     settings, folder = monitored
     settings = copy_home(settings, tmp_path / "home")
-    scored = score_file(settings, str(folder / "same.csv"))
-    loaded = load_outcomes(settings, str(folder / "matured.csv"))
+    scored = steps.score(settings, str(folder / "same.csv"))
+    loaded = steps.outcomes(settings, str(folder / "matured.csv"))
     assert loaded.rows == 5_000 and loaded.matched == scored.rows_scored
     assert loaded.unmatched == 5_000 - scored.rows_scored  # refused rows have no prediction
-    result = monitor(settings, days=1)
+    result = steps.monitor(settings, days=1)
     engine = sa.create_engine(settings.warehouse_url)
     pairs = pd.read_sql(
         "SELECT p.prediction_id, p.pd, o.defaulted FROM predictions p "
@@ -181,9 +177,9 @@ def test_monitoring_needs_predictions_and_metrics_export(monitored, tmp_path):
     settings, folder = monitored
     settings = copy_home(settings, tmp_path / "home")
     with pytest.raises(LoanriskError, match="no predictions between"):
-        monitor(settings, days=1)
-    score_file(settings, str(folder / "drifted.csv"))
-    result = monitor(settings, days=1)
+        steps.monitor(settings, days=1)
+    steps.score(settings, str(folder / "drifted.csv"))
+    result = steps.monitor(settings, days=1)
     service = Service(settings.home)
     try:
         metrics = httpx.get(f"{service.url}/metrics").text
@@ -201,10 +197,10 @@ def test_scoring_the_warehouse_unlabelled_loans(monitored, tmp_path):
     settings = copy_home(settings, tmp_path / "home")
     unlabelled = count(settings, "silver_loans WHERE label IS NULL")
     assert unlabelled > 0
-    run = score_file(settings, "warehouse:unlabelled")
+    run = steps.score(settings, "warehouse:unlabelled")
     assert run.input == "warehouse:unlabelled"
     assert run.rows_in == unlabelled and run.rows_scored == unlabelled
-    assert score_file(settings, "warehouse:unlabelled").skipped
+    assert steps.score(settings, "warehouse:unlabelled").skipped
 
 
 def test_alerts_post_to_the_webhook(monitored, tmp_path):
@@ -230,8 +226,8 @@ def test_alerts_post_to_the_webhook(monitored, tmp_path):
     settings = copy_home(settings, tmp_path / "home")
     settings.monitoring.webhook_url = SecretStr(f"http://127.0.0.1:{server.server_port}/hook")
     try:
-        score_file(settings, str(folder / "drifted.csv"))
-        result = monitor(settings, days=1)
+        steps.score(settings, str(folder / "drifted.csv"))
+        result = steps.monitor(settings, days=1)
     finally:
         server.shutdown()
     assert result.retrain_recommended

@@ -18,7 +18,7 @@ from loanrisk.serving.predlog import (
     encode_rows,
     log_folder,
 )
-from loanrisk.warehouse.engine import open_warehouse
+from loanrisk.warehouse.engine import Warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def _wait(condition, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-
 
 
 def _log(settings, **options) -> PredictionLog:  # type: ignore[no-untyped-def]
-    warehouse = open_warehouse(settings)
+    warehouse = Warehouse.open(settings)
     folder = log_folder(settings.spool_dir, settings.warehouse_url)
     return PredictionLog(warehouse.engine, folder, flush_seconds=0.05, retry_seconds=0.2, **options)
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from loanrisk import registry
-from loanrisk.pipeline import run_train
+from loanrisk.registry import Registry
+from tests import steps
 from tests.support import APPLICATION, KEY, READ_ONLY, Service
 
 pytestmark = pytest.mark.integration
@@ -230,8 +230,8 @@ def test_alias_move_during_traffic_and_complete_log(served_home, tmp_path):
         thread.start()
     try:
         time.sleep(1.0)
-        second = run_train(settings).version
-        registry.set_alias(settings, "production", second)
+        second = steps.train(settings).version
+        Registry(settings).set_alias("production", second)
         deadline = time.monotonic() + 60
         while second not in versions[-20:] and time.monotonic() < deadline:
             time.sleep(0.2)

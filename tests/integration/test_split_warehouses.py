@@ -8,9 +8,9 @@ import pytest
 from loanrisk.config import get_settings
 from loanrisk.constants import VINTAGE
 from loanrisk.modeling.split import split_data
-from loanrisk.pipeline import run_ingest
-from loanrisk.warehouse.engine import open_warehouse
+from loanrisk.warehouse.engine import Warehouse
 from loanrisk.warehouse.queries import read_gold
+from tests import steps
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -21,8 +21,8 @@ def test_sqlite_and_postgres_give_identical_splits(generated, postgres_url, tmp_
         settings = get_settings(
             home=tmp_path / name, **({"warehouse": {"url": url}} if url else {})
         )
-        run_ingest(settings, [str(generated)])
-        engine = open_warehouse(settings).engine
+        steps.ingest(settings, [str(generated)])
+        engine = Warehouse.open(settings).engine
         gold = read_gold(engine)
         engine.dispose()
         for undated in (False, True):  # out of time, and random when there is no vintage

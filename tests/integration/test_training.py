@@ -15,20 +15,20 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from loanrisk import registry
 from loanrisk.config import Settings, get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.train import TrainResult, train
-from loanrisk.pipeline import open_warehouse, run_ingest, run_promote, run_train
-from loanrisk.promotion import rollback
+from loanrisk.registry import Registry
+from loanrisk.warehouse.engine import Warehouse
 from loanrisk.warehouse.queries import raw_rows, read_gold
+from tests import steps
 
 pytestmark = pytest.mark.integration
 
 
 def predictions_of(result: TrainResult, settings: Settings) -> pd.DataFrame:
-    registry.connect(settings)
+    Registry(settings)  # sets MLflow's tracking URI for the fluent calls below
     path = mlflow.artifacts.download_artifacts(result.test_predictions)
     return pd.read_parquet(path)
 
@@ -43,8 +43,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, TrainRe
     )
     settings = get_settings(home=folder / "home")
     settings.training.trials = 0
-    run_ingest(settings, [str(loans)])
-    return settings, run_train(settings), loans
+    steps.ingest(settings, [str(loans)])
+    return settings, steps.train(settings), loans
 
 
 def test_selected_model_is_near_the_best_achievable_and_calibrated(trained):
@@ -79,7 +79,7 @@ def test_selected_model_is_near_the_best_achievable_and_calibrated(trained):
 
 def test_runs_plots_and_tags_are_in_mlflow(trained):
     settings, result, _ = trained
-    client = registry.connect(settings)
+    client = Registry(settings).client
     parent = client.get_run(result.run_id)
     assert parent.data.tags["loanrisk.profile"] == "lendingclub"
     assert parent.data.tags["loanrisk.git_commit"]
@@ -106,7 +106,7 @@ def test_runs_plots_and_tags_are_in_mlflow(trained):
     }
     card = Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/model_card.md"))
     assert "## Limitations" in card.read_text() and "Decline when PD >=" in card.read_text()
-    version = registry.by_alias(settings, "staging")
+    version = Registry(settings).by_alias("staging")
     assert version is not None and version.version == result.version
     assert version.tags["run_id"] == result.run_id
     assert float(version.tags["test_auc"]) == pytest.approx(
@@ -158,7 +158,7 @@ def test_fresh_process_scores_raw_csv_rows_like_training(trained, tmp_path):
 
 def test_invalid_rows_get_an_error_not_a_pd(trained):
     settings, _, _ = trained
-    model = registry.load(settings, registry.by_alias(settings, "staging").version)
+    model = Registry(settings).load(Registry(settings).by_alias("staging").version)
     good = {
         "loan_amnt": "10000",
         "term": " 36 months",
@@ -178,11 +178,11 @@ def test_invalid_rows_get_an_error_not_a_pd(trained):
 def test_real_lendingclub_extract_random_split(tmp_path, real_data):
     settings = get_settings(home=tmp_path / "home")
     settings.training.trials = 0
-    run_ingest(settings, [str(real_data)])
-    result = run_train(settings)
+    steps.ingest(settings, [str(real_data)])
+    result = steps.train(settings)
     assert result.split["split"] == "random"
     assert any("no vintage" in w for w in result.warnings)
-    client = registry.connect(settings)
+    client = Registry(settings).client
     assert "no vintage" in client.get_run(result.run_id).data.tags["loanrisk.warning"]
     winner = next(c for c in result.candidates if c.name == result.winner)
     assert winner.test["auc"] >= 0.665, result.candidates
@@ -196,13 +196,14 @@ def test_promotion_gates_rollback_and_tags(tmp_path):
     settings = get_settings(home=tmp_path / "home")
     settings.training.trials = 0
     settings.training.candidates = ["logistic_regression"]
-    run_ingest(settings, [str(loans)])
-    warehouse = open_warehouse(settings)
+    steps.ingest(settings, [str(loans)])
+    warehouse = Warehouse.open(settings)
     gold = read_gold(warehouse.engine)
 
     def train_on(frame: pd.DataFrame) -> str:
         return train(
             settings,
+            Registry(settings),
             frame,
             warehouse.profile,
             raw_example=lambda ids: raw_rows(warehouse.engine, ids),
@@ -215,35 +216,35 @@ def test_promotion_gates_rollback_and_tags(tmp_path):
     noisy.loc[flip, "label"] = rng.permutation(noisy.loc[flip, "label"].to_numpy())
     settings.promotion.min_auc, settings.promotion.max_ece = 0.5, 0.1
     weak = train_on(noisy)
-    first = run_promote(settings)  # no champion yet: only the absolute gates
+    first = steps.promote(settings)  # no champion yet: only the absolute gates
     assert first.promoted and first.champion is None
 
     strong = train_on(gold)
-    better = run_promote(settings)
+    better = steps.promote(settings)
     assert better.promoted and better.challenger == strong and better.champion == weak
     assert better.metrics[strong]["auc"] > better.metrics[weak]["auc"] + 0.02
-    tags = registry.get(settings, strong).tags
+    tags = Registry(settings).get(strong).tags
     assert tags["previous_production_version"] == weak
     assert tags["promotion_reason"] == "passed every gate" and tags["promoted_by"]
     assert json.loads(tags["promotion_comparison"])[weak]["auc"] < 0.7
 
     weaker = train_on(noisy)
-    refused = run_promote(settings)
+    refused = steps.promote(settings)
     assert not refused.promoted and refused.champion == strong
     assert "champion" in refused.reason
-    assert registry.by_alias(settings, "production").version == strong
-    assert "promotion_refused_reason" in registry.get(settings, weaker).tags
+    assert Registry(settings).by_alias("production").version == strong
+    assert "promotion_refused_reason" in Registry(settings).get(weaker).tags
 
-    forced = run_promote(settings, force=True, reason="incident drill")
+    forced = steps.promote(settings, force=True, reason="incident drill")
     assert forced.promoted and forced.forced
-    assert registry.get(settings, weaker).tags["promotion_forced"] == "true"
+    assert Registry(settings).get(weaker).tags["promotion_forced"] == "true"
     with pytest.raises(LoanriskError, match="--reason"):
-        run_promote(settings, version=weak, force=True)
+        steps.promote(settings, version=weak, force=True)
 
-    assert rollback(settings, reason="drill over") == (weaker, strong)
-    assert registry.by_alias(settings, "production").version == strong
-    assert registry.get(settings, weaker).tags["rolled_back_to"] == strong
-    assert rollback(settings) == (strong, weak)
+    assert steps.rollback(settings, reason="drill over") == (weaker, strong)
+    assert Registry(settings).by_alias("production").version == strong
+    assert Registry(settings).get(weaker).tags["rolled_back_to"] == strong
+    assert steps.rollback(settings) == (strong, weak)
     with pytest.raises(LoanriskError, match="no previous production version"):
-        rollback(settings)
+        steps.rollback(settings)
     warehouse.engine.dispose()

@@ -214,7 +214,6 @@ LOAN_COLUMNS = (
     "mort_acc",
     "pub_rec_bankruptcies",
 )
-TRUTH_COLUMNS = ("id", "issue_d", "true_pd", "will_default", "default_month", "prepay_month")
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loanrisk.data import formats
 from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, Parser
 
-# Raw spellings of "no value" (after stripping), in the cases people write them.
-_MISSING = ("", "na", "n/a", "nan", "null", "none", "<na>", "nat", "-", "NaN", "NaT", "N/a")
-MISSING_TOKENS = pa.array(sorted({v for m in _MISSING for v in (m, m.upper(), m.title())}))
-NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-_MONTH_FORMATS = ("%b-%Y", "%b-%y", "%Y-%m-%d", "%Y-%m", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+MISSING_TOKENS = pa.array(sorted(formats.MISSING))
 _INT64 = {pa.int64(): pd.Int64Dtype()}
 
 Parsed = tuple[pa.Array, pa.Array]  # typed values, mask of rows that failed
@@ -88,8 +85,8 @@ def _number(text: pa.Array) -> Parsed:
 
 def _number_slow(text: pa.Array) -> pa.Array:
     """Numbers with thousands separators or currency signs; anything else becomes null."""
-    cleaned = pc.replace_substring_regex(text, r"[,$\s]", "")
-    looks_numeric = pc.fill_null(pc.match_substring_regex(cleaned, NUMBER_PATTERN), False)
+    cleaned = pc.replace_substring_regex(text, formats.NUMBER_NOISE, "")
+    looks_numeric = pc.fill_null(pc.match_substring_regex(cleaned, formats.NUMBER), False)
     return pc.cast(pc.if_else(looks_numeric, cleaned, pa.scalar(None, pa.string())), pa.float64())
 
 
@@ -116,25 +113,28 @@ def _int_pattern(pattern: str) -> Callable[[pa.Array], Parsed]:
     return parse
 
 
-_term = _int_pattern(r"(?i)^(?P<n>\d+)(?:\.0+)?\s*(?:months?)?$")
-_emp_digits = _int_pattern(r"(?i)^(?P<n>\d+)(?:\.0+)?\s*\+?\s*(?:years?)?$")
+_term = _int_pattern(formats.TERM_MONTHS)
+_emp_digits = _int_pattern(formats.EMP_YEARS)
 
 
 def _emp_length(text: pa.Array) -> Parsed:
-    under_one = pc.fill_null(pc.match_substring_regex(text, r"(?i)^<\s*1\s*(?:years?)?$"), False)
+    under_one = pc.fill_null(pc.match_substring_regex(text, formats.UNDER_ONE_YEAR), False)
     return _emp_digits(pc.if_else(under_one, "0", text))
 
 
 def _month(text: pa.Array) -> Parsed:
     values = pa.nulls(len(text), pa.timestamp("s"))
     wanted = pc.sum(pc.is_valid(text)).as_py() or 0
-    for fmt in _MONTH_FORMATS:
+    for fmt in formats.MONTH_FORMATS:
         if (pc.sum(pc.is_valid(values)).as_py() or 0) >= wanted:
             break
         parsed = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
         year = pc.year(parsed)
         plausible = pc.fill_null(
-            pc.and_(pc.greater_equal(year, 1900), pc.less_equal(year, 2100)), False
+            pc.and_(
+                pc.greater_equal(year, formats.FIRST_YEAR), pc.less_equal(year, formats.LAST_YEAR)
+            ),
+            False,
         )
         values = pc.coalesce(
             values, pc.if_else(plausible, parsed, pa.scalar(None, pa.timestamp("s")))
@@ -148,7 +148,7 @@ def _text(text: pa.Array) -> Parsed:
 
 
 def _zip3(text: pa.Array) -> Parsed:
-    values = pc.struct_field(pc.extract_regex(text, r"(?i)^(?P<z>\d{3})(?:xx|\d\d)?$"), [0])
+    values = pc.struct_field(pc.extract_regex(text, formats.ZIP3), [0])
     return values, _failed(text, values)
 
 

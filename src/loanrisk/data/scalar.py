@@ -14,17 +14,17 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from loanrisk.data.parsers import MISSING_TOKENS, NUMBER_PATTERN, PROBLEM_TEXT
+from loanrisk.data import formats
+from loanrisk.data.parsers import PROBLEM_TEXT
 from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, DerivedSpec, Parser, Profile
 
-_MISSING = frozenset(MISSING_TOKENS.to_pylist())
-_NUMBER = re.compile(NUMBER_PATTERN, re.ASCII)
-_STRIP = re.compile(r"[,$\s]")
-_TERM = re.compile(r"^(\d+)(?:\.0+)?\s*(?:months?)?$", re.IGNORECASE | re.ASCII)
-_EMP = re.compile(r"^(\d+)(?:\.0+)?\s*\+?\s*(?:years?)?$", re.IGNORECASE | re.ASCII)
-_UNDER_ONE = re.compile(r"^<\s*1\s*(?:years?)?$", re.IGNORECASE)
-_ZIP = re.compile(r"^(\d{3})(?:xx|\d\d)?$", re.IGNORECASE | re.ASCII)
-_MONTH_FORMATS = ("%b-%Y", "%b-%y", "%Y-%m-%d", "%Y-%m", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+_MISSING = formats.MISSING
+_NUMBER = re.compile(formats.NUMBER, re.ASCII)
+_STRIP = re.compile(formats.NUMBER_NOISE)
+_TERM = re.compile(formats.TERM_MONTHS, re.ASCII)
+_EMP = re.compile(formats.EMP_YEARS, re.ASCII)
+_UNDER_ONE = re.compile(formats.UNDER_ONE_YEAR)
+_ZIP = re.compile(formats.ZIP3, re.ASCII)
 
 Typed = float | int | str | date | None
 
@@ -80,12 +80,12 @@ def _emp_length(text: str) -> int | None:
 
 @lru_cache(maxsize=4096)  # months repeat; strptime is the slowest parser by far
 def _month(text: str) -> date | None:
-    for fmt in _MONTH_FORMATS:
+    for fmt in formats.MONTH_FORMATS:
         try:
             parsed = datetime.strptime(text, fmt)
         except ValueError:
             continue
-        if 1900 <= parsed.year <= 2100:
+        if formats.FIRST_YEAR <= parsed.year <= formats.LAST_YEAR:
             return date(parsed.year, parsed.month, 1)
     return None
 

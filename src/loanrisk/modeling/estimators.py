@@ -65,6 +65,18 @@ class Candidate:
     def for_serving(self) -> None:
         """Prepare for single-row predictions in a server process."""
 
+    def score_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(uncalibrated PDs, per-feature contributions) of encoded rows, single-threaded:
+        the service's per-request path, equal to ``predict_raw`` and ``contributions``.
+
+        ``matrix`` holds ``spec.columns`` in order: numeric values, then each categorical
+        input as the index of its level in ``spec.levels`` (NaN: missing or unseen).
+        """
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_compiled"}
+
 
 def _balance(y: np.ndarray) -> float:
     positives = float(np.sum(y))
@@ -168,6 +180,76 @@ class LogisticCandidate(Candidate):
         weights = np.abs(self._coef) @ self._mapping
         return dict(zip(self.spec.columns, weights.tolist(), strict=True))
 
+    def score_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        compiled = self.__dict__.get("_compiled")
+        if compiled is None:
+            compiled = self.__dict__["_compiled"] = _LogisticArithmetic(self)
+        return compiled.score(matrix)
+
+
+class _LogisticArithmetic:
+    """The fitted LR pipeline as arithmetic on encoded rows: log of skewed columns, impute,
+    scale, one-hot, dot (no pandas or scikit-learn per request)."""
+
+    def __init__(self, candidate: LogisticCandidate) -> None:
+        pipeline = candidate.pipeline
+        prepare = pipeline.named_steps["prepare"]
+        numeric = prepare.named_transformers_["num"]
+        imputer = numeric.named_steps["impute"]
+        scaler = numeric.named_steps["scale"]
+        spec = candidate.spec
+        self.skewed = [spec.numeric.index(c) for c in candidate.skewed]
+        self.medians = np.asarray(imputer.statistics_, dtype=np.float64)
+        indicator = imputer.indicator_
+        self.indicator_columns = list(indicator.features_) if indicator is not None else []
+        self.mean = np.asarray(scaler.mean_, dtype=np.float64)
+        self.scale = np.asarray(scaler.scale_, dtype=np.float64)
+        self.n_numeric = len(spec.numeric)
+        model = pipeline.named_steps["model"]
+        self.coef = np.asarray(model.coef_[0], dtype=np.float64)
+        self.intercept = float(model.intercept_[0])
+        self.weights = candidate._weights
+        self.reference = candidate._mean
+        # Per categorical input: the one-hot columns of each level code, and of a missing
+        # level (also used for levels not seen in training, as in model_frame), found by
+        # asking the fitted encoder itself (other inputs get an unknown, all-zero level).
+        self.onehot: list[tuple[list[np.ndarray], np.ndarray]] = []
+        offset = self.n_numeric + len(self.indicator_columns)
+        if "cat" in prepare.named_transformers_:
+            encoder = prepare.named_transformers_["cat"]
+
+            def columns_of(j: int, level: str) -> np.ndarray:
+                sample = pd.DataFrame([dict.fromkeys(spec.categorical, "\x00unseen")])
+                sample.iloc[0, j] = level
+                encoded = encoder.transform(sample)
+                dense = encoded.toarray() if hasattr(encoded, "toarray") else encoded
+                return offset + np.flatnonzero(np.asarray(dense)[0])
+
+            for j, name in enumerate(spec.categorical):
+                levels = [columns_of(j, level) for level in spec.levels[name]]
+                self.onehot.append((levels, columns_of(j, MISSING_LEVEL)))
+
+    def score(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows, n = matrix.shape[0], self.n_numeric
+        numeric = matrix[:, :n].copy()
+        for i in self.skewed:
+            column = numeric[:, i]
+            present = ~np.isnan(column)
+            column[present] = np.log1p(np.maximum(column[present], 0.0))
+        missing = np.isnan(numeric)
+        out = np.zeros((rows, self.coef.shape[0]), dtype=np.float64)
+        out[:, :n] = np.where(missing, self.medians, numeric)
+        for k, column in enumerate(self.indicator_columns):
+            out[:, n + k] = missing[:, column]
+        block = n + len(self.indicator_columns)
+        out[:, :block] = (out[:, :block] - self.mean) / self.scale
+        for j, (levels, absent) in enumerate(self.onehot):
+            for r, code in enumerate(matrix[:, n + j]):
+                out[r, absent if np.isnan(code) else levels[int(code)]] = 1.0
+        logits = out @ self.coef + self.intercept
+        raw = 1.0 / (1.0 + np.exp(-logits))
+        return raw, out @ self.weights - self.reference
+
 
 def _is_skewed(values: np.ndarray) -> bool:
     """Non-negative with a long right tail (income, balances): log1p helps a linear model."""
@@ -243,6 +325,19 @@ class XGBoostCandidate(Candidate):
     def for_serving(self) -> None:
         self.model.set_params(n_jobs=1)
 
+    def score_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        booster = self.model.get_booster()
+        dmatrix = xgb.DMatrix(
+            matrix,
+            feature_names=booster.feature_names,
+            feature_types=booster.feature_types,
+            enable_categorical=True,
+            nthread=1,
+        )
+        raw = booster.predict(dmatrix, iteration_range=self._range())
+        contributions = booster.predict(dmatrix, pred_contribs=True, iteration_range=self._range())
+        return np.asarray(raw), np.asarray(contributions)[:, :-1]
+
 
 class LightGBMCandidate(Candidate):
     name = "lightgbm"
@@ -313,6 +408,17 @@ class LightGBMCandidate(Candidate):
     def for_serving(self) -> None:
         # Multi-threaded single-row predicts cost milliseconds each in a server process.
         self.num_threads = 1
+
+    def score_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # The probability comes from the same C call as predict_proba (bit-identical);
+        # deriving it from the contributions' sum differs in the last bits, which can move
+        # a PD that sits exactly on a grade cut-point.
+        booster, iterations = self.model.booster_, self._iterations()
+        raw = booster.predict(matrix, num_iteration=iterations, num_threads=1)
+        contributions = booster.predict(
+            matrix, num_iteration=iterations, pred_contrib=True, num_threads=1
+        )
+        return np.asarray(raw), np.asarray(contributions)[:, :-1]
 
 
 CANDIDATES: dict[str, type[Candidate]] = {

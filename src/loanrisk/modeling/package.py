@@ -18,8 +18,9 @@ from mlflow.pyfunc import PythonModel
 from loanrisk.constants import LOAN_ID, SOURCE_ROW
 from loanrisk.data.build import build_features
 from loanrisk.data.refine import refine
+from loanrisk.modeling.decision import Decisions, decide
 from loanrisk.modeling.estimators import Candidate
-from loanrisk.modeling.evaluate import Calibrator, assign_grades
+from loanrisk.modeling.evaluate import Calibrator
 from loanrisk.modeling.fastpath import FastScorer
 from loanrisk.modeling.features import FeatureSpec, model_frame
 from loanrisk.profiles.model import Profile, Role
@@ -67,12 +68,20 @@ class ScoringBundle:
         """Calibrated PDs for gold-shaped rows (features already built)."""
         return self.calibrator(self.candidate.predict_raw(model_frame(gold, self.spec)))
 
-    def reasons(self, gold: pd.DataFrame) -> list[list[str]]:
-        """Plain-language reasons: the features that raise each PD most."""
-        contributions = self.candidate.contributions(model_frame(gold, self.spec))
-        names = [self.profile.describe(c) for c in self.spec.columns]
-        order = np.argsort(-contributions, axis=1)[:, : self.top_reasons]
-        return [[names[j] for j in row if contributions[i, j] > 0] for i, row in enumerate(order)]
+    def feature_names(self) -> list[str]:
+        """Plain-language names of the model inputs, in ``spec.columns`` order."""
+        return [self.profile.describe(c) for c in self.spec.columns]
+
+    def decide(self, pd_: np.ndarray, contributions: np.ndarray) -> Decisions:
+        """Class, decision, grade and reasons of calibrated PDs (the one definition)."""
+        return decide(
+            pd_,
+            contributions,
+            threshold=self.threshold,
+            grade_edges=self.grade_edges,
+            names=self.feature_names(),
+            top=self.top_reasons,
+        )
 
     def predict(self, raw: pd.DataFrame) -> pd.DataFrame:
         """One output row per input row, in order; invalid rows get ``error`` and no PD."""
@@ -94,15 +103,15 @@ class ScoringBundle:
             gold = build_features(silver, self.profile)
             features = model_frame(gold, self.spec)
             pd_ = self.calibrator(self.candidate.predict_raw(features))
+            decided = self.decide(pd_, self.candidate.contributions(features))
             rows = silver[SOURCE_ROW].to_numpy()
             features.index = rows
             out.loc[rows, "loan_id"] = silver[LOAN_ID].to_numpy()
             out.loc[rows, "pd"] = pd_
-            out.loc[rows, "default_class"] = (pd_ >= self.threshold).astype(int)
-            out.loc[rows, "decision"] = np.where(pd_ >= self.threshold, "decline", "approve")
-            out.loc[rows, "grade"] = assign_grades(pd_, self.grade_edges)
-            reasons = pd.Series(self.reasons(gold), index=rows, dtype=object)
-            out.loc[rows, "reasons"] = reasons
+            out.loc[rows, "default_class"] = decided.default_class
+            out.loc[rows, "decision"] = decided.decision
+            out.loc[rows, "grade"] = decided.grade
+            out.loc[rows, "reasons"] = pd.Series(decided.reasons, index=rows, dtype=object)
         out["pd"] = out["pd"].astype("float64")
         return out, features
 

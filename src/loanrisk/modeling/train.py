@@ -27,7 +27,6 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, Schema
 
 import loanrisk
-from loanrisk import registry
 from loanrisk.config import Settings
 from loanrisk.constants import LABEL, LOAN_ID, VINTAGE
 from loanrisk.errors import LoanriskError
@@ -45,6 +44,7 @@ from loanrisk.modeling.features import fit_feature_spec, model_frame
 from loanrisk.modeling.package import LoanDefaultModel, ScoringBundle
 from loanrisk.modeling.split import Split, split_data
 from loanrisk.profiles.model import Profile, Role
+from loanrisk.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ Progress = Callable[[str], None]
 
 def train(
     settings: Settings,
+    models: Registry,
     gold: pd.DataFrame,
     profile: Profile,
     *,
@@ -132,8 +133,7 @@ def train(
     }
     fingerprint = fingerprint or data_fingerprint(gold)
 
-    registry.connect(settings)
-    experiment = _experiment(settings)
+    experiment = models.experiment_id(settings.mlflow.experiment, settings.artifact_location)
     reports: list[CandidateReport] = []
     fitted: dict[str, tuple[Any, Calibrator, float]] = {}
     with mlflow.start_run(experiment_id=experiment, run_name="training") as parent:
@@ -206,9 +206,8 @@ def train(
             ).to_parquet(test_predictions, index=False)
             mlflow.log_artifact(str(test_predictions))
             card = folder / "model_card.md"
-            card.write_text(
-                model_card(winner, reports, split, fingerprint, bundle, settings, warnings)
-            )
+            card_text = model_card(winner, reports, split, fingerprint, bundle, settings, warnings)
+            card.write_text(card_text)
             mlflow.log_artifact(str(card))
             bundle_path = folder / "bundle.joblib"
             joblib.dump(bundle, bundle_path)
@@ -231,11 +230,18 @@ def train(
             "data_rows": str(fingerprint["rows"]),
             "data_hash": str(fingerprint["content_hash"]),
             "data_vintages": str(fingerprint["vintage_range"]),
+            **({"gold_state": fingerprint["gold_state"]} if "gold_state" in fingerprint else {}),
             **{f"test_{k}": f"{v:.6f}" for k, v in winner.test.items()},
             "valid_auc": f"{winner.valid_auc:.6f}",
         }
         say("registering")
-        version = registry.register(settings, model_uri=info.model_uri, tags=tags)
+        version = models.register(
+            model_uri=info.model_uri,
+            run_id=parent.info.run_id,
+            model_id=info.model_id,
+            tags=tags,
+            description=_description(card_text, parent.info.run_id),
+        )
         mlflow.set_tag("loanrisk.registered_version", version)
 
     return TrainResult(
@@ -419,16 +425,17 @@ validation window.
 """
 
 
-def _experiment(settings: Settings) -> str:
-    client = registry.connect(settings)
-    found = client.get_experiment_by_name(settings.mlflow.experiment)
-    if found is not None:
-        return str(found.experiment_id)
-    return str(
-        client.create_experiment(
-            settings.mlflow.experiment, artifact_location=settings.artifact_location
-        )
-    )
+# MLflow's SQL registry stores at most 5,000 characters of a version's description.
+_DESCRIPTION_LIMIT = 5000
+
+
+def _description(card: str, run_id: str) -> str:
+    """The model card as the registered version's description (cut at the store's limit,
+    saying where the whole card is)."""
+    if len(card) <= _DESCRIPTION_LIMIT:
+        return card
+    tail = f"\n\n... (the whole card: runs:/{run_id}/model_card.md)"
+    return card[: _DESCRIPTION_LIMIT - len(tail)] + tail
 
 
 def _git_commit() -> str:

@@ -22,14 +22,14 @@ import pandas as pd
 import sqlalchemy as sa
 from sklearn.metrics import roc_auc_score
 
-from loanrisk import registry
-from loanrisk.batch import load_bundle
+from loanrisk.batch import ProductionModel
 from loanrisk.config import Settings
-from loanrisk.constants import Alias
 from loanrisk.errors import LoanriskError, NothingToDo
 from loanrisk.modeling.evaluate import GRADES, ks_statistic
 from loanrisk.monitoring.psi import band, psi
-from loanrisk.warehouse.engine import open_warehouse
+from loanrisk.monitoring.schedule import pending, utc
+from loanrisk.registry import Registry
+from loanrisk.warehouse.engine import Warehouse
 from loanrisk.warehouse.schema import monitoring_runs, outcomes, predictions
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ class MonitorResult:
 
 def monitor(
     settings: Settings,
+    warehouse: Warehouse,
+    models: Registry,
     *,
     days: float | None = None,
     until: datetime | None = None,
@@ -76,65 +78,26 @@ def monitor(
     With ``if_new``, raise NothingToDo when no model is in production or nothing arrived
     since the last run (see ``pending``).
     """
-    warehouse = open_warehouse(settings)
-    try:
-        if if_new:
-            why_not = pending(settings, warehouse.engine, days=days)
-            if why_not:
-                raise NothingToDo(why_not)
-        return _monitor(settings, warehouse.engine, days=days, until=until)
-    finally:
-        warehouse.engine.dispose()
-
-
-def pending(settings: Settings, engine: sa.Engine, *, days: float | None = None) -> str | None:
-    """Why a monitoring run now would add nothing (None when it would).
-
-    Nothing to add: no production model, no prediction in the window, or no prediction and
-    no outcome arrived since the last run for the same production version.
-    """
-    end = datetime.now(UTC)
-    start = end - timedelta(days=days if days is not None else settings.monitoring.window_days)
-    version = registry.by_alias(settings, Alias.PRODUCTION)
-    if version is None:
-        return f"no model is @{Alias.PRODUCTION} yet"
-    with engine.connect() as conn:
-        newest = conn.execute(
-            sa.select(sa.func.max(predictions.c.created_at)).where(
-                predictions.c.created_at >= start
-            )
-        ).scalar()
-        if newest is None:
-            return f"no predictions since {start:%Y-%m-%d %H:%M} UTC: score applications first"
-        last_run = conn.execute(
-            sa.select(sa.func.max(monitoring_runs.c.created_at)).where(
-                monitoring_runs.c.model_version == version.version
-            )
-        ).scalar()
-        if last_run is None:
-            return None
-        newest_outcome = conn.execute(sa.select(sa.func.max(outcomes.c.recorded_at))).scalar()
-    changed = [_utc(newest)] + ([_utc(newest_outcome)] if newest_outcome else [])
-    if max(changed) <= _utc(last_run):
-        return (
-            f"no new prediction or outcome since the last monitoring run of version "
-            f"{version.version} ({_utc(last_run):%Y-%m-%d %H:%M} UTC)"
-        )
-    return None
-
-
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; the warehouse stores UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if if_new:
+        why_not = pending(settings, warehouse.engine, models, days=days)
+        if why_not:
+            raise NothingToDo(why_not)
+    return _monitor(settings, warehouse.engine, models, days=days, until=until)
 
 
 def _monitor(
-    settings: Settings, engine: sa.Engine, *, days: float | None, until: datetime | None
+    settings: Settings,
+    engine: sa.Engine,
+    models: Registry,
+    *,
+    days: float | None,
+    until: datetime | None,
 ) -> MonitorResult:
     options = settings.monitoring
     end = until or datetime.now(UTC)
     start = end - timedelta(days=days if days is not None else options.window_days)
-    version, bundle = load_bundle(settings)
+    model = ProductionModel(models)
+    version, bundle = model.version, model.bundle
     if bundle.reference is None:
         raise LoanriskError(f"model version {version} has no reference sample; retrain it")
     current, scored = _current(engine, start, end, options.max_rows)
@@ -400,7 +363,7 @@ def latest(engine: sa.Engine) -> dict[str, Any] | None:
     if row is None:
         return None
     figures = dict(row._mapping)
-    figures["created_at"] = _utc(figures["created_at"])
+    figures["created_at"] = utc(figures["created_at"])
     return figures
 
 

@@ -25,12 +25,13 @@ from starlette.requests import ClientDisconnect
 
 from loanrisk import __version__
 from loanrisk.config import Settings
+from loanrisk.registry import Registry
 from loanrisk.serving import page, routes
 from loanrisk.serving.metrics import ServiceMetrics
 from loanrisk.serving.model import ModelHolder
 from loanrisk.serving.predlog import PredictionLog, log_folder
 from loanrisk.serving.schemas import OutcomeIn, application_model
-from loanrisk.warehouse.engine import open_warehouse
+from loanrisk.warehouse.engine import Warehouse
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -40,8 +41,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The service for ``settings``: model holder, prediction log and routes."""
-    warehouse = open_warehouse(settings)
+    """The service for ``settings``: model holder, prediction log and routes (the warehouse
+    and the registry are opened once here, for the life of the process)."""
+    warehouse = Warehouse.open(settings)
     profile = warehouse.profile
     serving = settings.serving
     application = application_model(profile, serving.max_text_chars)
@@ -64,7 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
                 refresher.cancel()
             app.state.models.stop()
             app.state.prediction_log.stop()
-            warehouse.engine.dispose()
+            warehouse.close()
 
     app = FastAPI(
         title="loanrisk scoring service",
@@ -85,7 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.profile = profile
     app.state.engine = warehouse.engine
     app.state.application_model = application
-    app.state.models = ModelHolder(settings)
+    app.state.models = ModelHolder(settings, Registry(settings))
     app.state.metrics = ServiceMetrics()
     app.state.ids = random.Random(random.SystemRandom().getrandbits(128))  # per process
     app.state.prediction_log = PredictionLog(

@@ -1,11 +1,20 @@
-"""Entry point for uvicorn workers: settings come from the environment (set by the CLI)."""
+"""Entry points of the service: ``run_server`` (what ``loanrisk serve`` calls) and
+``app_factory`` (what each uvicorn worker calls; its settings come from the environment)."""
 
 from __future__ import annotations
 
-from loanrisk.config import get_settings
+import logging
+import os
+import shutil
+import tempfile
+
+from loanrisk.config import Settings, get_settings
 from loanrisk.logs import configure_logging
 from loanrisk.serving.app import create_app
 from loanrisk.serving.fastlane import FastLane
+from loanrisk.serving.metrics import MULTIPROCESS_ENV
+
+log = logging.getLogger(__name__)
 
 
 def app_factory() -> FastLane:
@@ -13,3 +22,39 @@ def app_factory() -> FastLane:
     settings = get_settings()
     configure_logging(settings.log_level)
     return FastLane(create_app(settings))
+
+
+def run_server(settings: Settings) -> None:
+    """Serve until stopped: uvicorn with ``settings.serving.workers`` worker processes.
+
+    Workers are new processes that build their settings from the environment, so the
+    home folder, profile and log level chosen on the command line are passed down there.
+    With several workers, /metrics reports all of them through files in a fresh folder.
+    """
+    import uvicorn
+
+    serving = settings.serving
+    os.environ["LOANRISK_HOME"] = str(settings.home.resolve())
+    os.environ["LOANRISK_DATA__PROFILE"] = settings.data.profile
+    os.environ["LOANRISK_LOG_LEVEL"] = settings.log_level
+    metrics_dir = None
+    if serving.workers > 1 and not os.environ.get(MULTIPROCESS_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="loanrisk-metrics-")
+        os.environ[MULTIPROCESS_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            "loanrisk.serving.main:app_factory",
+            factory=True,
+            host=serving.host,
+            port=serving.port,
+            workers=serving.workers,
+            # A worker loading its model on a busy machine is slow, not hung: uvicorn's
+            # 5 s default killed such workers over and over.
+            timeout_worker_healthcheck=serving.worker_start_seconds,
+            # info: uvicorn reports a worker that died or was replaced only at this level.
+            log_level="info" if serving.workers > 1 else "warning",
+            access_log=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from loanrisk import registry
 from loanrisk.config import Settings
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.fastpath import FastScorer
 from loanrisk.modeling.package import ScoringBundle
+from loanrisk.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,15 @@ class LoadedModel:
         }
 
 
-def load_version(settings: Settings, version: str, alias: str) -> LoadedModel:
+def load_version(models: Registry, version: str, alias: str) -> LoadedModel:
     """Load, prepare for single-row scoring, and warm up one registered version."""
-    info = registry.get(settings, version)
-    bundle: ScoringBundle = registry.load_bundle(settings, version)
+    info = models.get(version)
+    bundle: ScoringBundle = models.load_bundle(version)
     bundle.candidate.for_serving()
     scorer = bundle.fast()
     scorer.score([{}])  # compiles lazily-built pieces before the first request
     return LoadedModel(
-        name=settings.mlflow.model_name,
+        name=models.name,
         version=version,
         alias=alias,
         run_id=info.run_id,
@@ -72,8 +72,9 @@ def load_version(settings: Settings, version: str, alias: str) -> LoadedModel:
 class ModelHolder:
     """The current model, reloaded in the background when the alias points elsewhere."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, models: Registry) -> None:
         self.settings = settings
+        self.models = models
         self.alias = settings.serving.alias
         self.current: LoadedModel | None = None
         self.problem: str | None = "no model loaded yet"
@@ -85,7 +86,7 @@ class ModelHolder:
         """Load the aliased version if it differs from the current one; True if swapped."""
         with self._lock:
             try:
-                target = registry.by_alias(self.settings, self.alias)
+                target = self.models.by_alias(self.alias)
             except LoanriskError as exc:
                 self.problem = f"registry unreachable: {exc}"
                 return False
@@ -99,7 +100,7 @@ class ModelHolder:
             if self.current is not None and self.current.version == target.version:
                 return False
             try:
-                loaded = load_version(self.settings, target.version, self.alias)
+                loaded = load_version(self.models, target.version, self.alias)
             except (LoanriskError, OSError, AttributeError) as exc:
                 self.problem = f"cannot load version {target.version}: {exc}"
                 log.error("%s", self.problem)

@@ -6,7 +6,6 @@ import fcntl
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -110,19 +109,36 @@ def _check_profile(conn: sa.Connection, profile: Profile) -> None:
         )
 
 
-@dataclass(frozen=True)
 class Warehouse:
-    """An open, migrated warehouse and the profile it holds."""
+    """The warehouse of one run: an engine and the profile it holds, migrated once.
 
-    engine: sa.Engine
-    profile: Profile
+    Made once by the entry point (a command, the pipeline, the service lifespan) and passed
+    to every stage; ``with Warehouse.open(settings) as warehouse:`` closes its connections.
+    """
 
+    def __init__(self, engine: sa.Engine, profile: Profile) -> None:
+        self.engine = engine
+        self.profile = profile
 
-def open_warehouse(settings: Settings) -> Warehouse:
-    """Engine for the configured warehouse, migrated to the latest schema for the profile."""
-    profile = load_profile(settings.data.profile)
-    if settings.warehouse.url is None:
-        settings.ensure_home()
-    engine = make_engine(settings.warehouse_url, echo=settings.warehouse.echo_sql)
-    migrate(engine, profile)
-    return Warehouse(engine=engine, profile=profile)
+    @classmethod
+    def open(cls, settings: Settings) -> Warehouse:
+        """Engine for the configured warehouse, migrated to the latest schema."""
+        profile = load_profile(settings.data.profile)
+        if settings.warehouse.url is None:
+            settings.ensure_home()
+        engine = make_engine(settings.warehouse_url, echo=settings.warehouse.echo_sql)
+        try:
+            migrate(engine, profile)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, profile)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

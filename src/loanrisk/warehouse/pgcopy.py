@@ -1,5 +1,11 @@
 """Arrow tables as PostgreSQL ``COPY ... (FORMAT binary)`` streams, built with Arrow kernels.
 
+Why not psycopg 3's own binary COPY (``Copy.set_types`` + ``write_row``): it encodes row
+by row from Python values, so an Arrow table must first become Python tuples.
+``benchmarks/pgwrite.py`` writes the same 100,000 prediction-log rows both ways (and as
+CSV) in one run: this module took 1.38 s, psycopg's ``write_row`` 2.13 s (1.5x), Arrow's
+CSV writer 2.33 s (1.7x), on the 2-core development machine.
+
 PostgreSQL parses binary COPY far more cheaply than CSV: measured here on 300,000
 prediction-log rows of ~2 KB (two JSON documents each), the server took ~3 s for binary
 against ~5-8 s for the same rows as CSV, and CSV's quoting doubles every ``"`` of the JSON.

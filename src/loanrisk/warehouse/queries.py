@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pandas as pd
@@ -59,3 +60,29 @@ def latest_vintage(engine: sa.Engine) -> pd.Timestamp | None:
             sa.text(f"SELECT max({VINTAGE}) FROM {Table.SILVER} WHERE {LABEL} IS NOT NULL")
         ).scalar()
     return None if value is None else pd.Timestamp(value)
+
+
+def gold_state(engine: sa.Engine) -> str | None:
+    """A digest of the labelled gold rows, cheap enough to check before every training run:
+    per ingestion batch, its labelled rows and defaults (a re-loaded loan moves to the batch
+    that replaced it, so any change to gold changes the digest). None when nothing is
+    labelled."""
+    query = (
+        f"SELECT batch_id, COUNT(*), SUM({LABEL}) FROM {Table.GOLD} "
+        f"WHERE {LABEL} IS NOT NULL GROUP BY batch_id ORDER BY batch_id"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(query)).all()
+    if not rows:
+        return None
+    text = "\n".join(f"{batch}:{count}:{int(bad or 0)}" for batch, count, bad in rows)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def scoring_totals(engine: sa.Engine) -> tuple[int, int]:
+    """(batch scoring runs, applications they scored)."""
+    with engine.connect() as conn:
+        runs, rows = conn.execute(
+            sa.text(f"SELECT count(*), coalesce(sum(rows_scored), 0) FROM {Table.SCORING_RUNS}")
+        ).one()
+    return int(runs), int(rows)
