@@ -31,6 +31,7 @@ from loanrisk.data.jsonrows import arrow_column, frame_objects, json_literals, j
 from loanrisk.data.readers import describe, expand_sources, read_chunks
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.package import ScoringBundle
+from loanrisk.predictions import log_table
 from loanrisk.registry import Registry
 from loanrisk.warehouse.bulk import write_arrow
 from loanrisk.warehouse.engine import Warehouse
@@ -303,36 +304,22 @@ class _ChunkWriter:
         return pa.table(columns, schema=_OUTPUT_SCHEMA)
 
     def _prediction_rows(self, table: pa.Table, scored: _Scored) -> tuple[pa.Table, dict[str, Any]]:
-        """(the valid rows' own columns, the columns that are the same for all of them)."""
+        """The valid rows as prediction-log rows (``predictions.log_table``)."""
         mask = pa.array(scored.valid)
         valid = table.filter(mask)
         # JSON of every row, then one filter (cheaper than filtering each field).
         inputs = [arrow_column(scored.chunk[field]) for field in scored.fields]
-        rows = {
-            "prediction_id": valid["prediction_id"],
-            "loan_id": valid["loan_id"],
-            "input": pc.filter(json_objects(scored.fields, inputs), mask),
-            "features": frame_objects(scored.features),
-            "pd": valid["pd"],
-            "default_class": pc.cast(valid["default_class"], pa.int16()),
-            "decision": valid["decision"],
-            "grade": valid["grade"],
-            "reasons": valid["reasons"],
-        }
-        run_id = self._run.scoring_run_id
-        constants = {
-            "request_id": run_id,
-            "client_id": None,
-            "model_name": self._name,
-            "model_version": self._version,
-            "run_id": None,
-            "alias": Alias.PRODUCTION.value,
-            "latency_ms": None,
-            "source": "batch",
-            "scoring_run_id": run_id,
-            "created_at": self._now,
-        }
-        return pa.table(rows), constants
+        columns = {name: valid[name] for name in valid.column_names}
+        columns["input"] = pc.filter(json_objects(scored.fields, inputs), mask)
+        columns["features"] = frame_objects(scored.features)
+        return log_table(
+            columns,
+            scoring_run_id=self._run.scoring_run_id,
+            model_name=self._name,
+            model_version=self._version,
+            alias=Alias.PRODUCTION.value,
+            created_at=self._now,
+        )
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)

@@ -27,3 +27,11 @@ class UnreachableError(WarehouseError):
 
 class NothingToDo(LoanriskError):
     """A step found nothing new to work on; schedulers and the pipeline report it as skipped."""
+
+
+class NotFoundError(LoanriskError):
+    """What was asked for (a prediction, a version) does not exist."""
+
+
+class RefusedInput(LoanriskError):
+    """A request or argument that is well-formed but cannot be acted on as given."""

@@ -20,7 +20,7 @@ from loanrisk.constants import Alias
 from loanrisk.data.generate import TRUTH_SUFFIX
 from loanrisk.data.readers import SUFFIXES, parse_delimiter
 from loanrisk.errors import LoanriskError, NothingToDo, UnreachableError
-from loanrisk.monitoring.schedule import pending
+from loanrisk.monitoring.store import pending
 from loanrisk.registry import Registry
 from loanrisk.warehouse.engine import Warehouse
 from loanrisk.warehouse.ingest import (

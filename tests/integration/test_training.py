@@ -104,8 +104,14 @@ def test_runs_plots_and_tags_are_in_mlflow(trained):
         "score_distribution.png",
         "feature_importance.png",
     }
+    # The run the registry links to shows the winner's plots too.
+    on_parent = {Path(a.path).name for a in client.list_artifacts(result.run_id, "plots")}
+    assert on_parent == plots
     card = Path(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/model_card.md"))
     assert "## Limitations" in card.read_text() and "Decline when PD >=" in card.read_text()
+    # ... and the registered version is described by the card.
+    registered = client.get_model_version(settings.mlflow.model_name, result.version)
+    assert registered.description == card.read_text()
     version = Registry(settings).by_alias("staging")
     assert version is not None and version.version == result.version
     assert version.tags["run_id"] == result.run_id

@@ -207,7 +207,7 @@ def demo(
 
 
 def _demo_summary(run: Resources, result: PipelineResult, seconds: float) -> None:
-    from loanrisk.monitoring.monitor import latest_summary
+    from loanrisk.monitoring.store import latest_summary
     from loanrisk.serving.security import new_key
     from loanrisk.warehouse.queries import scoring_totals
 

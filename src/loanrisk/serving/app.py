@@ -6,7 +6,6 @@ import asyncio
 import gc
 import json
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -25,11 +24,13 @@ from starlette.requests import ClientDisconnect
 
 from loanrisk import __version__
 from loanrisk.config import Settings
+from loanrisk.errors import LoanriskError, NotFoundError, RefusedInput, UnreachableError
 from loanrisk.registry import Registry
 from loanrisk.serving import page, routes
+from loanrisk.serving.deps import Service
 from loanrisk.serving.metrics import ServiceMetrics
 from loanrisk.serving.model import ModelHolder
-from loanrisk.serving.predlog import PredictionLog, log_folder
+from loanrisk.serving.predlog import LogUnavailable, PredictionLog, log_folder
 from loanrisk.serving.schemas import OutcomeIn, application_model
 from loanrisk.warehouse.engine import Warehouse
 
@@ -50,22 +51,23 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.prediction_log.start()
-        app.state.models.start()
+        service: Service = app.state.service
+        service.prediction_log.start()
+        service.models.start()
         # Everything loaded so far (libraries, the model) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise stall requests.
         gc.collect()
         gc.freeze()
         refresher = (
-            asyncio.create_task(_refresh_gauges(app)) if app.state.metrics.multiprocess else None
+            asyncio.create_task(_refresh_gauges(service)) if service.metrics.multiprocess else None
         )
         try:
             yield
         finally:
             if refresher is not None:
                 refresher.cancel()
-            app.state.models.stop()
-            app.state.prediction_log.stop()
+            service.models.stop()
+            service.prediction_log.stop()
             warehouse.close()
 
     app = FastAPI(
@@ -83,23 +85,24 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.state.settings = settings
-    app.state.profile = profile
-    app.state.engine = warehouse.engine
-    app.state.application_model = application
-    app.state.models = ModelHolder(settings, Registry(settings))
-    app.state.metrics = ServiceMetrics()
-    app.state.ids = random.Random(random.SystemRandom().getrandbits(128))  # per process
-    app.state.prediction_log = PredictionLog(
-        warehouse.engine,
-        log_folder(settings.spool_dir, settings.warehouse_url),
-        batch_rows=serving.log_batch_rows,
-        flush_seconds=serving.log_flush_seconds,
-        retry_seconds=serving.log_retry_seconds,
-        recent_bytes=serving.recent_cache_bytes,
-        commit_delay=serving.log_commit_delay_seconds,
+    app.state.service = Service(
+        settings=settings,
+        profile=profile,
+        engine=warehouse.engine,
+        application_model=application,
+        models=ModelHolder(settings, Registry(settings)),
+        metrics=ServiceMetrics(),
+        prediction_log=PredictionLog(
+            warehouse.engine,
+            log_folder(settings.spool_dir, settings.warehouse_url),
+            batch_rows=serving.log_batch_rows,
+            flush_seconds=serving.log_flush_seconds,
+            retry_seconds=serving.log_retry_seconds,
+            recent_bytes=serving.recent_cache_bytes,
+            commit_delay=serving.log_commit_delay_seconds,
+        ),
+        templates=Jinja2Templates(directory=str(Path(__file__).parent / "templates")),
     )
-    app.state.templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
     app.include_router(routes.build_router(application, profile, text_limit=serving.max_text_chars))
     app.include_router(page.router)
     _add_docs(app)
@@ -133,8 +136,27 @@ def _add_error_handlers(app: FastAPI) -> None:
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, LoanriskError)
+        return AsciiJSONResponse({"detail": str(exc)}, status_code=error_status(exc))
+
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(LoanriskError, refused)
+
+
+# How a LoanriskError that reaches a route is answered (the first class that matches).
+ERROR_STATUS: tuple[tuple[type[LoanriskError], int], ...] = (
+    (NotFoundError, 404),
+    (RefusedInput, 422),
+    (UnreachableError, 503),  # the database or the MLflow server did not answer
+    (LogUnavailable, 503),  # the prediction log cannot record: answer nothing
+)
+
+
+def error_status(exc: LoanriskError) -> int:
+    """The HTTP status for ``exc`` (400 for a refusal with no more specific class)."""
+    return next((code for kind, code in ERROR_STATUS if isinstance(exc, kind)), 400)
 
 
 DOCS_ASSETS = "/docs-assets"
@@ -167,12 +189,12 @@ def _add_docs(app: FastAPI) -> None:
         )
 
 
-async def _refresh_gauges(app: FastAPI) -> None:
+async def _refresh_gauges(service: Service) -> None:
     """With several workers, keep this worker's gauges fresh for whichever one is scraped."""
     while True:
         await asyncio.sleep(1.0)
         try:
-            await asyncio.to_thread(routes.refresh_gauges, app.state)
+            await asyncio.to_thread(routes.refresh_gauges, service)
         except Exception:  # a failed refresh must not stop the worker; the next one retries
             log.exception("refreshing metrics failed")
 
@@ -229,7 +251,7 @@ class _Observe:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            metrics: ServiceMetrics = scope["app"].state.metrics
+            metrics: ServiceMetrics = scope["app"].state.service.metrics
             metrics.requests.labels(path, scope["method"], str(status["code"])).inc()
             metrics.latency.labels(path).observe(time.perf_counter() - started)
 

@@ -19,8 +19,10 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
+from loanrisk.errors import LoanriskError
 from loanrisk.serving.app import SECURITY_HEADERS
 from loanrisk.serving.bodies import parse_json, request_id
+from loanrisk.serving.deps import Service
 from loanrisk.serving.routes import ScoringError, score_records
 from loanrisk.serving.schemas import plainly_valid
 from loanrisk.serving.security import check
@@ -36,10 +38,10 @@ class FastLane:
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
-        self.state = app.state
-        serving = app.state.settings.serving
-        self.plain = plainly_valid(app.state.profile, serving.max_text_chars)
-        metrics = app.state.metrics
+        self.service: Service = app.state.service
+        serving = self.service.settings.serving
+        self.plain = plainly_valid(self.service.profile, serving.max_text_chars)
+        metrics = self.service.metrics
         self._ok = metrics.requests.labels(PATH, "POST", "200")
         self._latency = metrics.latency.labels(PATH)
 
@@ -66,7 +68,7 @@ class FastLane:
     async def _read(self, receive: Receive) -> tuple[bytes, bool]:
         """The body, and whether it arrived whole within the limits (else the app answers
         the 413, 408 or disconnect from what follows)."""
-        serving = self.state.settings.serving
+        serving = self.service.settings.serving
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -87,11 +89,11 @@ class FastLane:
 
     async def _answer(self, scope: MutableMapping[str, Any], body: bytes) -> bytes | None:
         """The JSON answer, or None when the request needs the full route."""
-        state = self.state
-        serving = state.settings.serving
+        service = self.service
+        serving = service.settings.serving
         request = Request(scope)
         try:  # the route's own checks; any refusal is the route's to answer
-            check(request, state.settings, "predict")
+            check(request, service.settings, "predict")
             given = request_id(request)
         except (HTTPException, RequestValidationError):
             return None
@@ -105,13 +107,13 @@ class FastLane:
         plain = self.plain
         if not all(plain(item) for item in items):
             return None
-        model = state.models.current
+        model = service.models.current
         if model is None:
             return None
         records = [{k: v for k, v in item.items() if v is not None} for item in items]
         try:
-            answered_id, answers = await score_records(state, model, records, given)
-        except (ScoringError, RequestValidationError, HTTPException):
+            answered_id, answers = await score_records(service, model, records, given)
+        except (ScoringError, RequestValidationError, HTTPException, LoanriskError):
             return None  # nothing was recorded: the route scores again and says why
         return json.dumps({"request_id": answered_id, "predictions": answers}).encode()
 

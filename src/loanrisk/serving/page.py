@@ -5,23 +5,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from loanrisk.serving.deps import service_of
 from loanrisk.serving.routes import ScoringError, score
 from loanrisk.serving.schemas import EXAMPLE, application_fields
 from loanrisk.serving.security import UI_COOKIE, check
-from loanrisk.warehouse.schema import predictions
+from loanrisk.warehouse.queries import recent_predictions
 
 router = APIRouter(include_in_schema=False)
 
 
 def _form_fields(request: Request) -> list[dict[str, Any]]:
     fields = []
-    for name, spec in application_fields(request.app.state.profile).items():
+    for name, spec in application_fields(service_of(request).profile).items():
         if spec.role.value == "id":
             continue
         fields.append(
@@ -39,15 +39,14 @@ def _form_fields(request: Request) -> list[dict[str, Any]]:
 def _render(
     request: Request, template: str, context: dict[str, Any], code: int = 200
 ) -> HTMLResponse:
-    model = request.app.state.models.current
+    service = service_of(request)
+    model = service.models.current
     base = {
         "model": model.describe() if model else None,
-        "problem": request.app.state.models.problem,
-        "auth": request.app.state.settings.serving.auth_enabled,
+        "problem": service.models.problem,
+        "auth": service.settings.serving.auth_enabled,
     }
-    return request.app.state.templates.TemplateResponse(
-        request, template, base | context, status_code=code
-    )
+    return service.templates.TemplateResponse(request, template, base | context, status_code=code)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -65,7 +64,7 @@ async def submit(request: Request) -> Response:
     key = str(form_data.get("api_key", "")).strip()
     values = {k: str(v).strip() for k, v in form_data.items() if k != "api_key" and str(v).strip()}
     try:
-        check(request, request.app.state.settings, "predict", allow_cookie=True, key=key or None)
+        check(request, service_of(request).settings, "predict", allow_cookie=True, key=key or None)
     except HTTPException as exc:
         return _render(
             request,
@@ -80,7 +79,7 @@ async def submit(request: Request) -> Response:
         )
     errors: dict[str, str] = {}
     try:
-        application = request.app.state.application_model.model_validate(values)
+        application = service_of(request).application_model.model_validate(values)
     except ValidationError as exc:
         errors = {
             str(e["loc"][0]) if e["loc"] else "form": e["msg"].removeprefix("Value error, ")
@@ -117,28 +116,9 @@ def _needs_secure(request: Request) -> bool:
 @router.get("/predictions", response_class=HTMLResponse)
 def recent(request: Request) -> Response:
     try:
-        check(request, request.app.state.settings, "read", allow_cookie=True)
+        check(request, service_of(request).settings, "read", allow_cookie=True)
     except HTTPException:
         return RedirectResponse("/", status_code=303)
-    with request.app.state.engine.connect() as conn:
-        rows = (
-            conn.execute(
-                sa.select(
-                    predictions.c.prediction_id,
-                    predictions.c.created_at,
-                    predictions.c.client_id,
-                    predictions.c.pd,
-                    predictions.c.decision,
-                    predictions.c.grade,
-                    predictions.c.reasons,
-                    predictions.c.model_version,
-                    predictions.c.source,
-                )
-                .order_by(predictions.c.created_at.desc())
-                .limit(50)
-            )
-            .mappings()
-            .all()
-        )
+    rows = recent_predictions(service_of(request).engine, limit=50)
     items = [dict(r) | {"reasons": json.loads(r["reasons"])} for r in rows]
     return _render(request, "predictions.html", {"rows": items})

@@ -49,6 +49,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from loanrisk.errors import LoanriskError
 from loanrisk.warehouse.bulk import copy_text, insert_new_rows
 from loanrisk.warehouse.schema import predictions
 
@@ -62,7 +63,7 @@ class UnstorableRow(ValueError):
     """A prediction row that cannot be written as it is (the request is refused)."""
 
 
-class LogUnavailable(RuntimeError):
+class LogUnavailable(LoanriskError):
     """The write-ahead log could not be written (disk full, read-only): do not answer."""
 
 

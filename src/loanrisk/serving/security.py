@@ -82,7 +82,7 @@ def require(scope: str) -> object:
     """A FastAPI dependency that enforces ``scope``."""
 
     async def dependency(request: Request) -> ApiKey | None:  # async: no thread-pool hop
-        return check(request, request.app.state.settings, scope)
+        return check(request, request.app.state.service.settings, scope)
 
     return Depends(dependency)
 

@@ -1,14 +1,16 @@
-"""Reads of the warehouse for training, packaging and promotion."""
+"""The warehouse queries that stages and the service run (SQL lives here, not in routes)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 
 from loanrisk.constants import LABEL, VINTAGE, Table
+from loanrisk.warehouse.schema import outcomes, predictions
 
 
 def read_gold(engine: sa.Engine, *, labelled_only: bool = True) -> pd.DataFrame:
@@ -86,3 +88,72 @@ def scoring_totals(engine: sa.Engine) -> tuple[int, int]:
             sa.text(f"SELECT count(*), coalesce(sum(rows_scored), 0) FROM {Table.SCORING_RUNS}")
         ).one()
     return int(runs), int(rows)
+
+
+def database_answers(engine: sa.Engine) -> str | None:
+    """None when the warehouse answers a trivial query, else the kind of failure."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.SQLAlchemyError as exc:
+        return type(exc).__name__
+    return None
+
+
+def find_prediction(engine: sa.Engine, prediction_id: str) -> dict[str, Any] | None:
+    """One row of the prediction log, or None."""
+    with engine.connect() as conn:
+        found = (
+            conn.execute(sa.select(predictions).where(predictions.c.prediction_id == prediction_id))
+            .mappings()
+            .first()
+        )
+    return dict(found) if found else None
+
+
+def recent_predictions(engine: sa.Engine, limit: int) -> list[dict[str, Any]]:
+    """The newest rows of the prediction log (what the officer page lists)."""
+    p = predictions.c
+    columns = (p.prediction_id, p.created_at, p.client_id, p.pd, p.decision, p.grade)
+    query = (
+        sa.select(*columns, p.reasons, p.model_version, p.source)
+        .order_by(p.created_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings().all()]
+
+
+def store_outcome(
+    engine: sa.Engine,
+    keys: dict[str, str],
+    *,
+    defaulted: bool,
+    observed_at: Any,
+    pending: bool,
+) -> tuple[int, int | None]:
+    """Record an outcome reported by prediction id, client id or loan id (``keys``):
+    (predictions it matches, new outcome id). With a prediction id that matches nothing
+    and is not ``pending`` (answered, not yet in the database), nothing is stored."""
+    with engine.begin() as conn:
+        condition = sa.or_(*(predictions.c[k] == v for k, v in keys.items()))
+        matched = int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(predictions).where(condition)
+            ).scalar_one()
+        )
+        if "prediction_id" in keys and not matched and not pending:
+            return 0, None
+        new_id = conn.execute(
+            sa.insert(outcomes)
+            .values(
+                prediction_id=keys.get("prediction_id"),
+                client_id=keys.get("client_id"),
+                loan_id=keys.get("loan_id"),
+                defaulted=int(defaulted),
+                observed_at=observed_at,
+                source="api",
+            )
+            .returning(outcomes.c.outcome_id)
+        ).scalar_one()
+    return max(matched, int(pending)), int(new_id)

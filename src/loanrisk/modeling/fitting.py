@@ -1,0 +1,157 @@
+"""Fitting, without tracking: gold -> split -> every candidate fitted, calibrated, given a
+threshold and evaluated once on the test window -> the winner as one ``ScoringBundle``.
+
+Tuning, early stopping, calibration and the threshold use training and validation rows
+only; the winner is chosen on validation AUC; the test window is scored once per candidate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loanrisk.config import TrainingSettings
+from loanrisk.constants import LABEL, VINTAGE
+from loanrisk.errors import LoanriskError
+from loanrisk.modeling.estimators import Candidate, fit_candidate
+from loanrisk.modeling.evaluate import (
+    Calibrator,
+    auc_by_vintage,
+    choose_threshold,
+    fit_master_scale,
+    metrics,
+)
+from loanrisk.modeling.features import FeatureSpec, fit_feature_spec, model_frame
+from loanrisk.modeling.package import ScoringBundle
+from loanrisk.modeling.split import Split, split_data
+from loanrisk.profiles.model import Profile
+
+log = logging.getLogger(__name__)
+Frames = dict[str, tuple[pd.DataFrame, np.ndarray]]
+
+
+@dataclass
+class FittedCandidate:
+    """One model family, fitted, calibrated and evaluated on the test window."""
+
+    name: str
+    model: Candidate
+    calibrator: Calibrator
+    threshold: float
+    params: dict[str, Any]
+    trials: int
+    valid_auc: float
+    test: dict[str, float]
+    test_auc_by_vintage: dict[str, float]
+    pd_test: np.ndarray
+    seconds: float
+
+
+@dataclass
+class Fitted:
+    """Every candidate, the winner and its packaged bundle."""
+
+    split: Split
+    spec: FeatureSpec
+    frames: Frames
+    candidates: list[FittedCandidate]
+    winner: FittedCandidate
+    bundle: ScoringBundle
+    warnings: list[str]
+
+
+def fit_all(
+    gold: pd.DataFrame,
+    profile: Profile,
+    options: TrainingSettings,
+    say: Callable[[str], None],
+) -> Fitted:
+    """Fit every candidate in ``options.candidates`` on ``gold``; package the best."""
+    warnings: list[str] = []
+    split = split_data(
+        gold, test_months=options.test_months, valid_months=options.valid_months, seed=options.seed
+    )
+    if split.warning:
+        warnings.append(split.warning)
+        log.warning("%s", split.warning)
+    spec = fit_feature_spec(split.train, profile)
+    if not spec.columns:
+        raise LoanriskError("no usable feature: every feature column is empty in training data")
+    frames: Frames = {
+        part: (model_frame(getattr(split, part), spec), getattr(split, part)[LABEL].to_numpy())
+        for part in ("train", "valid", "test")
+    }
+    candidates = []
+    for name in options.candidates:
+        say(f"training {name}")
+        fitted = fit_one(name, spec, frames, split, options)
+        candidates.append(fitted)
+        say(f"{name}: validation AUC {fitted.valid_auc:.4f}, test AUC {fitted.test['auc']:.4f}")
+    winner = max(candidates, key=lambda c: c.valid_auc)
+    model = winner.model
+    x_train = frames["train"][0]
+    if hasattr(model, "set_reference"):
+        model.set_reference(x_train)
+    pd_train = winner.calibrator(model.predict_raw(x_train))
+    bundle = ScoringBundle(
+        reference=_reference_sample(x_train, pd_train, seed=options.seed),
+        profile=profile,
+        spec=spec,
+        candidate=model,
+        calibrator=winner.calibrator,
+        threshold=winner.threshold,
+        grade_edges=fit_master_scale(pd_train),
+    )
+    return Fitted(split, spec, frames, candidates, winner, bundle, warnings)
+
+
+def fit_one(
+    name: str, spec: FeatureSpec, frames: Frames, split: Split, options: TrainingSettings
+) -> FittedCandidate:
+    """Tune and fit one family on training rows (early stopping and tuning on validation),
+    Platt-calibrate on validation, choose the cost-minimising threshold on validation,
+    then evaluate once on the test window."""
+    started = time.perf_counter()
+    fit = fit_candidate(
+        name, spec, frames["train"], frames["valid"], trials=options.trials, seed=options.seed
+    )
+    model = fit.candidate
+    x_valid, y_valid = frames["valid"]
+    x_test, y_test = frames["test"]
+    calibrator = Calibrator.fit(model.predict_raw(x_valid), y_valid)
+    threshold = choose_threshold(
+        calibrator(model.predict_raw(x_valid)),
+        y_valid,
+        cost_fn=options.cost_missed_default,
+        cost_fp=options.cost_declined_good,
+    )
+    pd_test = calibrator(model.predict_raw(x_test))
+    return FittedCandidate(
+        name=name,
+        model=model,
+        calibrator=calibrator,
+        threshold=threshold,
+        params=fit.params,
+        trials=fit.trials,
+        valid_auc=fit.valid_auc,
+        test=metrics(pd_test, y_test, threshold),
+        test_auc_by_vintage=auc_by_vintage(pd_test, y_test, split.test[VINTAGE]),
+        pd_test=pd_test,
+        seconds=round(time.perf_counter() - started, 1),
+    )
+
+
+def _reference_sample(
+    x_train: pd.DataFrame, pd_train: np.ndarray, *, seed: int, rows: int = 20_000
+) -> pd.DataFrame:
+    """Up to ``rows`` training applicants (model inputs and PD), kept with the model."""
+    sample = x_train.assign(pd=pd_train)
+    if len(sample) > rows:
+        sample = sample.sample(rows, random_state=seed)
+    return sample.reset_index(drop=True)

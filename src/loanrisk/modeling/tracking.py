@@ -1,0 +1,135 @@
+"""Tracking: what a training run leaves in MLflow (parent run, one child run per candidate
+with its metrics and plots, the packaged pyfunc model). The only writer of MLflow runs."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
+from mlflow.types.schema import AnyType, ColSpec, Schema
+
+import loanrisk
+from loanrisk.modeling.evaluate import save_plots
+from loanrisk.modeling.fitting import FittedCandidate
+from loanrisk.modeling.package import LoanDefaultModel, ScoringBundle
+from loanrisk.profiles.model import Profile, Role
+
+# Packages the pyfunc model needs where it is served (versions as installed here).
+_MODEL_REQUIREMENTS = (
+    "mlflow",
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "scikit-learn",
+    "xgboost-cpu",
+    "lightgbm",
+    "scipy",
+    "pydantic",
+    "pyyaml",
+    "joblib",
+    "sqlalchemy",
+)
+
+
+def log_candidate(fitted: FittedCandidate, y_test: np.ndarray, *, experiment: str) -> str:
+    """A child run of the active run: the candidate's parameters, validation and test
+    metrics (also per vintage), plots and feature importance. Returns its run id."""
+    with mlflow.start_run(experiment_id=experiment, run_name=fitted.name, nested=True) as run:
+        mlflow.set_tag("loanrisk.candidate", fitted.name)
+        mlflow.log_params({f"param_{k}": v for k, v in fitted.params.items()})
+        mlflow.log_params({"trials": fitted.trials, "threshold": round(fitted.threshold, 6)})
+        mlflow.log_metric("valid_auc", fitted.valid_auc)
+        mlflow.log_metrics({f"test_{k}": v for k, v in fitted.test.items()})
+        for month, auc in fitted.test_auc_by_vintage.items():
+            mlflow.log_metric(f"test_auc_{month.replace('-', '_')}", auc)
+        log_plots(fitted, y_test, artifact_path="plots")
+        importance = fitted.model.importance()
+        mlflow.log_dict(importance, "feature_importance.json")
+        return str(run.info.run_id)
+
+
+def log_plots(fitted: FittedCandidate, y_test: np.ndarray, *, artifact_path: str) -> None:
+    """The candidate's test-window plots (ROC, calibration, PD distribution, importance)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in save_plots(
+            Path(tmp),
+            fitted.pd_test,
+            y_test,
+            fitted.threshold,
+            fitted.model.importance(),
+            title=f"{fitted.name} - test window",
+        ):
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def log_model(
+    bundle: ScoringBundle,
+    *,
+    card: str,
+    test_predictions: pd.DataFrame,
+    example: pd.DataFrame,
+) -> ModelInfo:
+    """The packaged pyfunc model (bundle, card, signature, input example, the loanrisk
+    code, pinned requirements) and the test predictions, on the active run."""
+    signature = input_signature(bundle.profile)
+    example = example[[c for c in example.columns if c in signature.inputs.input_names()]]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        predictions = folder / "test_predictions.parquet"
+        test_predictions.to_parquet(predictions, index=False)
+        mlflow.log_artifact(str(predictions))
+        card_file = folder / "model_card.md"
+        card_file.write_text(card)
+        mlflow.log_artifact(str(card_file))
+        bundle_path = folder / "bundle.joblib"
+        joblib.dump(bundle, bundle_path)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=LoanDefaultModel(),
+            artifacts={"bundle": str(bundle_path), "model_card": str(card_file)},
+            signature=signature,
+            input_example=example if len(example) else None,
+            code_paths=[str(Path(loanrisk.__file__).parent)],
+            pip_requirements=requirements(),
+        )
+
+
+def input_signature(profile: Profile) -> ModelSignature:
+    """Raw application fields, all optional and of any type (text or converted values).
+
+    Post-origination fields and the target are not inputs; MLflow drops extra columns.
+    """
+    names = [n for n, c in profile.columns.items() if c.role not in (Role.LEAKAGE, Role.TARGET)]
+    return ModelSignature(inputs=Schema([ColSpec(AnyType(), n, required=False) for n in names]))
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(loanrisk.__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def requirements() -> list[str]:
+    found = []
+    for name in _MODEL_REQUIREMENTS:
+        try:
+            found.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return found

@@ -1,0 +1,69 @@
+"""The model card template renders every figure it is given, and refuses a missing one."""
+
+from __future__ import annotations
+
+import jinja2
+import pytest
+
+from loanrisk.modeling.card import model_card
+from loanrisk.modeling.train import CandidateReport
+
+TEST = {
+    "auc": 0.7123,
+    "gini": 0.4246,
+    "ks": 0.31,
+    "pr_auc": 0.4,
+    "precision": 0.5,
+    "recall": 0.6,
+    "f1": 0.55,
+    "brier": 0.15,
+    "ece": 0.021,
+    "log_loss": 0.45,
+}
+WINDOW = {
+    "split": "out-of-time",
+    "train_rows": 12_000,
+    "train_window": "2015-01..2016-06",
+    "valid_rows": 2_000,
+    "valid_window": "2016-07..2016-09",
+    "test_rows": 2_100,
+    "test_window": "2016-10..2016-12",
+}
+
+
+def card(**changes):
+    winner = CandidateReport("lightgbm", "r1", {}, 0, 0.7012, 0.2, TEST, {}, 1.0)
+    other = CandidateReport("logistic_regression", "r2", {}, 0, 0.69, 0.21, TEST, {}, 1.0)
+    arguments = {
+        "model_name": "loan-default",
+        "profile": "lendingclub",
+        "winner": winner,
+        "candidates": [winner, other],
+        "window": WINDOW,
+        "data": {"rows": 16_100, "default_rate": 0.2, "content_hash": "abc123"},
+        "features": ["fico_mid", "dti"],
+        "threshold": 0.1875,
+        "grade_edges": [0.05, 0.1, 0.15, 0.2, 0.3, 0.4],
+        "cost_missed_default": 5.0,
+        "cost_declined_good": 1.0,
+        "warnings": [],
+    }
+    return model_card(**(arguments | changes))
+
+
+def test_the_card_shows_the_data_the_candidates_the_rule_and_the_scale():
+    text = card()
+    assert text.startswith("# Model card: loan-default (lightgbm)")
+    assert "gold rows used: 16,100 labelled" in text and "default rate 20.00%" in text
+    assert "| lightgbm | 0.7012 | 0.7123 | 0.4246 |" in text
+    assert "| logistic_regression | 0.6900 |" in text
+    assert "Decline when PD >= 0.1875" in text and "costing 5 and a" in text
+    assert "| A | 0.0000 | 0.0500 |" in text and "| G | 0.4000 | 1.0000 |" in text
+    assert "(native tree contributions)" in text
+    assert text.endswith("## Warnings\n- none\n")
+
+
+def test_warnings_are_listed_and_a_missing_figure_is_an_error():
+    assert "- the data has no vintage" in card(warnings=["the data has no vintage"])
+    with pytest.raises(jinja2.UndefinedError):
+        card(data={"rows": 1, "default_rate": 0.1})  # no content hash
