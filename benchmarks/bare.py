@@ -13,12 +13,13 @@ import json
 from typing import Any
 
 from loanrisk.config import get_settings
+from loanrisk.registry import Registry
 from loanrisk.serving.model import ModelHolder
 
 
 def app_factory() -> Any:
     settings = get_settings()
-    holder = ModelHolder(settings)
+    holder = ModelHolder(settings, Registry(settings))
     holder.refresh()
     if holder.current is None:
         raise SystemExit(f"no model: {holder.problem}")

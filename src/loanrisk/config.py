@@ -8,7 +8,7 @@ Every value can be set as an environment variable with the ``LOANRISK_`` prefix 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -89,6 +89,19 @@ class TrainingSettings(BaseModel):
     cost_declined_good: float = Field(
         default=1.0, gt=0, description="Cost of declining a loan that would have repaid."
     )
+    policy: Literal["expected_cost", "approval_rate", "max_pd"] = Field(
+        default="expected_cost",
+        description="How the PD cut-off is set, on validation: expected_cost (the cut-off "
+        "with the lowest cost_missed_default x missed defaults + cost_declined_good x "
+        "declined good loans), approval_rate (approve target_approval_rate of applicants) "
+        "or max_pd (decline every PD at or above max_pd).",
+    )
+    target_approval_rate: float = Field(
+        default=0.8, gt=0, lt=1, description="Share approved under the approval_rate policy."
+    )
+    max_pd: float = Field(
+        default=0.2, gt=0, lt=1, description="Highest PD approved under the max_pd policy."
+    )
     seed: int = Field(default=42, description="Random seed for splits and models.")
 
 
@@ -102,6 +115,17 @@ class PromotionSettings(BaseModel):
     )
     window_months: int = Field(
         default=3, ge=1, description="Recent labelled vintage months both models are scored on."
+    )
+    min_approval_rate: float = Field(
+        default=0.5, ge=0, le=1, description="Sanity gate: lowest approval rate on the window."
+    )
+    max_approval_rate: float = Field(
+        default=0.95, ge=0, le=1, description="Sanity gate: highest approval rate on the window."
+    )
+    max_calibration_gap: float = Field(
+        default=0.03,
+        ge=0,
+        description="Sanity gate: largest |mean PD - observed default rate| on the window.",
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from loanrisk.warehouse.ingest import (
 )
 from loanrisk.warehouse.queries import (
     gold_state,
+    labels_by_vintage,
     latest_vintage,
     raw_rows,
     read_gold,
@@ -99,6 +100,7 @@ def run_train(
         raw_example=lambda ids: raw_rows(warehouse.engine, ids),
         progress=progress,
         fingerprint=fingerprint,
+        labels_by_vintage=labels_by_vintage(warehouse.engine),
     )
 
 
@@ -227,8 +229,12 @@ class StepResult:
     status: str
     note: str = ""
     seconds: float = 0.0
-    result: Any = None
+    result: Any = None  # the outcome as JSON-ready data (for --json and Airflow)
     retryable: bool = False  # failed because a server did not answer
+    outcome: Any = field(default=None, repr=False)  # the typed outcome (for printing)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "outcome"}
 
 
 @dataclass
@@ -246,7 +252,7 @@ class PipelineResult:
         return any(s.status == "failed" for s in self.steps)
 
     def as_dict(self) -> dict[str, Any]:
-        steps = [asdict(s) for s in self.steps]
+        steps = [s.as_dict() for s in self.steps]
         monitored = self.step("monitor")
         retrain = bool(
             monitored
@@ -298,7 +304,7 @@ def run_pipeline(
         step_started = time.perf_counter()
         try:
             outcome = steps[name]()
-            step = StepResult(name, "ran", result=_plain(outcome))
+            step = StepResult(name, "ran", result=_plain(outcome), outcome=outcome)
         except NothingToDo as exc:
             step = StepResult(name, "skipped", note=str(exc))
         except LoanriskError as exc:

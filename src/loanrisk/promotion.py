@@ -55,7 +55,8 @@ def evaluation_window(silver: pd.DataFrame, months: int) -> tuple[pd.DataFrame, 
 def score_versions(
     models: Registry, window: pd.DataFrame, versions: list[str]
 ) -> dict[str, dict[str, float]]:
-    """AUC, ECE and mean PD of each version on the same window rows."""
+    """AUC, ECE, mean PD, observed default rate and approval rate of each version on the
+    same window rows."""
     from sklearn.metrics import roc_auc_score
 
     y = window[LABEL].to_numpy().astype(int)
@@ -64,7 +65,9 @@ def score_versions(
         predicted = models.load(version).predict(window)
         pd_ = predicted["pd"].to_numpy(dtype=float)
         ok = ~np.isnan(pd_)
+        approved = predicted["decision"].to_numpy()[ok] == "approve"
         out[version] = {
+            "approval_rate": float(approved.mean()),
             "auc": float(roc_auc_score(y[ok], pd_[ok])),
             "ece": expected_calibration_error(pd_[ok], y[ok]),
             "mean_pd": float(pd_[ok].mean()),
@@ -101,9 +104,21 @@ def promote(
     compared = [challenger.version] + ([champion.version] if champion else [])
     scores = score_versions(models, window, compared)
     new = scores[challenger.version]
+    gap = abs(new["mean_pd"] - new["default_rate"])
     checks = [
         _check(f"AUC >= {gates.min_auc}", new["auc"] >= gates.min_auc, new["auc"]),
         _check(f"ECE <= {gates.max_ece}", new["ece"] <= gates.max_ece, new["ece"]),
+        _check(
+            f"approval rate within {gates.min_approval_rate:.0%}..{gates.max_approval_rate:.0%}",
+            gates.min_approval_rate <= new["approval_rate"] <= gates.max_approval_rate,
+            new["approval_rate"],
+        ),
+        _check(
+            f"|mean PD {new['mean_pd']:.4f} - observed default rate "
+            f"{new['default_rate']:.4f}| <= {gates.max_calibration_gap}",
+            gap <= gates.max_calibration_gap,
+            gap,
+        ),
     ]
     if champion is not None:
         old = scores[champion.version]
@@ -119,7 +134,10 @@ def promote(
     why = reason or (
         "passed every gate"
         if passed
-        else "refused: " + "; ".join(c["check"] for c in checks if not c["passed"])
+        else "refused: "
+        + "; ".join(
+            f"{c['check']} (challenger {c['value']:.4f})" for c in checks if not c["passed"]
+        )
     )
     stamp = _stamp()
     if promoted:

@@ -7,6 +7,7 @@ import pytest
 
 from loanrisk.modeling.card import model_card
 from loanrisk.modeling.train import CandidateReport
+from loanrisk.profiles import load_profile
 
 TEST = {
     "auc": 0.7123,
@@ -20,6 +21,15 @@ TEST = {
     "ece": 0.021,
     "log_loss": 0.45,
 }
+FIGURES = {
+    "rows": 1000,
+    "approval_rate": 0.7,
+    "mean_pd": 0.12,
+    "default_rate": 0.12,
+    "expected_bad_rate_approved": 0.08,
+    "observed_bad_rate_approved": 0.075,
+}
+POLICY = {"policy": "expected_cost", "cutoff": 0.1875, **FIGURES, "by_grade": {"A": FIGURES}}
 WINDOW = {
     "split": "out-of-time",
     "train_rows": 12_000,
@@ -32,8 +42,8 @@ WINDOW = {
 
 
 def card(**changes):
-    winner = CandidateReport("lightgbm", "r1", {}, 0, 0.7012, 0.2, TEST, {}, 1.0)
-    other = CandidateReport("logistic_regression", "r2", {}, 0, 0.69, 0.21, TEST, {}, 1.0)
+    winner = CandidateReport("lightgbm", "r1", {}, 0, 0.7012, 0.2, TEST, {}, {}, 1.0)
+    other = CandidateReport("logistic_regression", "r2", {}, 0, 0.69, 0.21, TEST, {}, {}, 1.0)
     arguments = {
         "model_name": "loan-default",
         "profile": "lendingclub",
@@ -42,6 +52,12 @@ def card(**changes):
         "window": WINDOW,
         "data": {"rows": 16_100, "default_rate": 0.2, "content_hash": "abc123"},
         "features": ["fico_mid", "dti"],
+        "target": load_profile("lendingclub").target,
+        "labels_by_vintage": [{"vintage": "2016-10", "bad": 120, "good": 880, "censored": 0}],
+        "policy": POLICY,
+        "calibration": {
+            "2016-10": {"rows": 1000, "mean_pd": 0.12, "default_rate": 0.11, "gap": 0.01}
+        },
         "threshold": 0.1875,
         "grade_edges": [0.05, 0.1, 0.15, 0.2, 0.3, 0.4],
         "cost_missed_default": 5.0,
@@ -58,6 +74,10 @@ def test_the_card_shows_the_data_the_candidates_the_rule_and_the_scale():
     assert "| lightgbm | 0.7012 | 0.7123 | 0.4246 |" in text
     assert "| logistic_regression | 0.6900 |" in text
     assert "Decline when PD >= 0.1875" in text and "costing 5 and a" in text
+    assert "probability of default within 24 months of issue" in text
+    assert "| 2016-10 | 120 | 880 | 0 |" in text  # labels per vintage
+    assert "| 2016-10 | 1,000 | 0.1200 | 0.1100 | +0.0100 |" in text  # calibration in the large
+    assert "approves 70.0% of 1,000 applicants" in text and "| A | 1,000 | 70.0% |" in text
     assert "| A | 0.0000 | 0.0500 |" in text and "| G | 0.4000 | 1.0000 |" in text
     assert "(native tree contributions)" in text
     assert text.endswith("## Warnings\n- none\n")

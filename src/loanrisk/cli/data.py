@@ -22,11 +22,12 @@ from loanrisk.cli.common import (
     resources,
     setting_help,
 )
-from loanrisk.cli.render import print_status
+from loanrisk.cli.render import print_labels, print_status
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.pipeline import landing_files, run_ingest
 from loanrisk.profiles import builtin_profiles, load_profile
 from loanrisk.warehouse.ingest import warehouse_status
+from loanrisk.warehouse.queries import labels_by_vintage
 
 
 @app.command()
@@ -187,12 +188,16 @@ def ingest_command(
 @app.command()
 @handles_errors
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Row counts of bronze, silver, rejects and gold, and whether they reconcile."""
-    result = warehouse_status(resources(ctx).warehouse.engine)
+    """Row counts of bronze, silver, rejects and gold, whether they reconcile, and the
+    bad, good and censored loans of each vintage."""
+    warehouse = resources(ctx).warehouse
+    result = warehouse_status(warehouse.engine)
+    labels = labels_by_vintage(warehouse.engine)
     if as_json:
-        emit_json(result.as_dict())
+        emit_json(result.as_dict() | {"labels_by_vintage": labels})
         return
     print_status(result)
+    print_labels(labels, warehouse.profile.target.horizon_months)
     if not result.reconciled:
         raise typer.Exit(code=EXIT_ERROR)
 

@@ -73,7 +73,7 @@ def train_command(
         return
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    print_candidates(result.as_dict())
+    print_candidates(result)
 
 
 @app.command()

@@ -90,7 +90,7 @@ def score_command(
         emit_json([r.as_dict() for r in runs] if folder else runs[0].as_dict())
         return
     for scored in runs:
-        print_scoring(scored.as_dict())
+        print_scoring(scored)
 
 
 @app.command("monitor")
@@ -129,7 +129,7 @@ def monitor_command(
     if as_json:
         emit_json(result.as_dict())
     else:
-        print_monitoring(result.as_dict())
+        print_monitoring(result)
     if fail_on in ("drift", "any") and result.drift_alert:
         raise typer.Exit(code=EXIT_DRIFT)
     if fail_on in ("performance", "any") and result.performance_alert:
@@ -229,10 +229,19 @@ def _demo_summary(run: Resources, result: PipelineResult, seconds: float) -> Non
     bin_dir = Path(sys.executable).parent
     out.rule("summary")
     if production is not None:
+        tags = production.tags
         out.print(
-            f"@production: version {production.version} ({production.tags.get('winner', '?')}, "
-            f"test AUC {production.tags.get('test_auc', '?')[:6]})"
+            f"@production: version {production.version} ({tags.get('winner', '?')}, "
+            f"test AUC {tags.get('test_auc', '?')[:6]}, PD horizon "
+            f"{tags.get('pd_horizon_months', '?')} months)"
         )
+        if "test_approval_rate" in tags:
+            out.print(
+                f"on the test window: approves {float(tags['test_approval_rate']):.1%} "
+                f"(policy {tags.get('policy', '?')}, cut-off PD {float(tags['threshold']):.3f}); "
+                f"mean PD {float(tags['test_mean_pd']):.1%} against an observed default rate "
+                f"of {float(tags['test_default_rate']):.1%}"
+            )
     out.print(f"scoring runs: {runs}, {scored:,} applications scored")
     if monitoring is not None:
         verdict = "retrain recommended" if monitoring["retrain_recommended"] else "ok"

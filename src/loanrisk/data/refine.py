@@ -201,8 +201,54 @@ def _labels(
                 }
             )
         )
+    if horizon_applies(profile, typed):
+        return horizon_labels(kinds, typed, profile), raw_values
     label = kinds.map(_LABEL_VALUE).astype("Int64")
     return label, raw_values
+
+
+def horizon_applies(profile: Profile, typed: dict[str, pd.Series]) -> bool:
+    """Whether rows can be labelled over the profile's performance window: it has one,
+    and the file holds the issue month and the column that dates the default event (else
+    the final status is the label)."""
+    dated = profile.target.default_date
+    return (
+        profile.target.horizon_months is not None
+        and dated is not None
+        and profile.vintage in typed
+        and dated.column in typed
+    )
+
+
+def horizon_labels(kinds: pd.Series, typed: dict[str, pd.Series], profile: Profile) -> pd.Series:
+    """Labels over the profile's performance window of ``horizon_months`` from issue.
+
+    Only loans whose whole window lies before the extract are labelled (the vintage has
+    matured); the others are censored (NA), bad ones included, so that a recent vintage
+    is not labelled by its early defaults alone. The extract month is the latest payment
+    month among the rows. A matured loan is bad (1) if its default event falls within
+    the window, else good (0): repaid, defaulted later, or still paying. The default
+    event is dated ``default_date.lag_months`` after the last payment (after issue when
+    nothing was paid) for loans with a bad status and for loans still open (an open loan
+    whose projected default falls in a window that has passed is late beyond recovery).
+    """
+    target = profile.target
+    assert target.horizon_months is not None and target.default_date is not None
+    horizon = target.horizon_months
+    issued = _month_number(typed[str(profile.vintage)])
+    paid = _month_number(typed[target.default_date.column])
+    extract = paid.max()
+    default_at = (paid - issued).fillna(0) + target.default_date.lag_months
+    defaulted = (kinds == Label.BAD) | ((kinds == Label.UNKNOWN) & (default_at <= horizon))
+    matured = (issued + horizon <= extract) & kinds.notna()
+    label = (defaulted & (default_at <= horizon)).astype("Int64")
+    return label.mask(~matured.astype(bool))  # censored: NA
+
+
+def _month_number(values: pd.Series) -> pd.Series:
+    """Months since year 0 of month values (NaN where missing)."""
+    moments = pd.to_datetime(values, errors="coerce")
+    return (moments.dt.year * 12 + moments.dt.month).astype("float64")
 
 
 def _collect(problems: list[pd.DataFrame], loan_id: pd.Series) -> pd.DataFrame:

@@ -29,14 +29,20 @@ def model_card(
     window: dict[str, Any],
     data: dict[str, Any],
     features: list[str],
+    target: Any,
+    labels_by_vintage: list[dict[str, Any]],
+    policy: dict[str, Any],
+    calibration: dict[str, dict[str, float]],
     threshold: float,
     grade_edges: list[float],
     cost_missed_default: float,
     cost_declined_good: float,
     warnings: list[str],
 ) -> str:
-    """The card of a trained model: data window, metrics of every candidate and of the
-    winner on the test window, the decision rule, the master scale, limitations."""
+    """The card of a trained model: the target's definition and its labels per vintage,
+    the data window, metrics of every candidate and of the winner on the test window,
+    calibration in the large per vintage, the lending policy and what it implies, the
+    master scale, limitations."""
     edges = [0.0, *grade_edges, 1.0]
     scale = [(grade, edges[i], edges[i + 1]) for i, grade in enumerate(GRADES)]
     return _template().render(
@@ -47,6 +53,10 @@ def model_card(
         window=window,
         data=data,
         features=features,
+        target=target,
+        labels_by_vintage=labels_by_vintage,
+        policy=policy,
+        calibration=calibration,
         threshold=threshold,
         scale=scale,
         cost_missed_default=cost_missed_default,

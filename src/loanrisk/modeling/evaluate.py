@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -61,6 +62,64 @@ def choose_threshold(pd_: np.ndarray, y: np.ndarray, *, cost_fn: float, cost_fp:
         cost_fn * np.sum(bad & (pd_ < t)) + cost_fp * np.sum(~bad & (pd_ >= t)) for t in candidates
     ]
     return float(candidates[int(np.argmin(costs))])
+
+
+def policy_cutoff(pd_: np.ndarray, y: np.ndarray, options: Any) -> float:
+    """The PD cut-off (decline at or above it) the lending policy in ``options`` (the
+    training settings) sets on these rows (use validation rows)."""
+    if options.policy == "approval_rate":
+        # Approve the lowest PDs, up to the target share.
+        return float(np.quantile(pd_, options.target_approval_rate, method="higher"))
+    if options.policy == "max_pd":
+        return float(options.max_pd)
+    return choose_threshold(
+        pd_, y, cost_fn=options.cost_missed_default, cost_fp=options.cost_declined_good
+    )
+
+
+def policy_report(
+    pd_: np.ndarray, y: np.ndarray, cutoff: float, grade_edges: list[float]
+) -> dict[str, Any]:
+    """What a cut-off implies on these rows: approval rate, the bad rate expected (mean
+    PD) and observed among approved loans, overall and by grade."""
+    approved = pd_ < cutoff
+    grades = assign_grades(pd_, grade_edges)
+
+    def figures(mask: np.ndarray) -> dict[str, float | int | None]:
+        taken = mask & approved
+        return {
+            "rows": int(mask.sum()),
+            "approval_rate": float(taken.sum() / mask.sum()) if mask.any() else None,
+            "mean_pd": float(pd_[mask].mean()) if mask.any() else None,
+            "default_rate": float(y[mask].mean()) if mask.any() else None,
+            "expected_bad_rate_approved": float(pd_[taken].mean()) if taken.any() else None,
+            "observed_bad_rate_approved": float(y[taken].mean()) if taken.any() else None,
+        }
+
+    return {
+        "cutoff": float(cutoff),
+        **figures(np.ones(len(pd_), dtype=bool)),
+        "by_grade": {g: figures(grades == g) for g in GRADES if (grades == g).any()},
+    }
+
+
+def calibration_by_vintage(
+    pd_: np.ndarray, y: np.ndarray, vintage: pd.Series
+) -> dict[str, dict[str, float]]:
+    """Calibration in the large per vintage month: mean PD against the observed default
+    rate (and their gap) on these rows."""
+    months = pd.to_datetime(vintage).dt.strftime("%Y-%m").to_numpy()
+    out = {}
+    for month in sorted(set(months[pd.notna(vintage).to_numpy()])):
+        mask = months == month
+        mean_pd, observed = float(pd_[mask].mean()), float(y[mask].mean())
+        out[month] = {
+            "rows": int(mask.sum()),
+            "mean_pd": mean_pd,
+            "default_rate": observed,
+            "gap": mean_pd - observed,
+        }
+    return out
 
 
 def fit_master_scale(pd_train: np.ndarray) -> list[float]:

@@ -23,9 +23,11 @@ from loanrisk.modeling.estimators import Candidate, fit_candidate
 from loanrisk.modeling.evaluate import (
     Calibrator,
     auc_by_vintage,
-    choose_threshold,
+    calibration_by_vintage,
     fit_master_scale,
     metrics,
+    policy_cutoff,
+    policy_report,
 )
 from loanrisk.modeling.features import FeatureSpec, fit_feature_spec, model_frame
 from loanrisk.modeling.package import ScoringBundle
@@ -49,6 +51,7 @@ class FittedCandidate:
     valid_auc: float
     test: dict[str, float]
     test_auc_by_vintage: dict[str, float]
+    test_calibration_by_vintage: dict[str, dict[str, float]]
     pd_test: np.ndarray
     seconds: float
 
@@ -63,6 +66,7 @@ class Fitted:
     candidates: list[FittedCandidate]
     winner: FittedCandidate
     bundle: ScoringBundle
+    policy: dict[str, Any]  # what the winner's cut-off implies on the test window
     warnings: list[str]
 
 
@@ -108,15 +112,17 @@ def fit_all(
         threshold=winner.threshold,
         grade_edges=fit_master_scale(pd_train),
     )
-    return Fitted(split, spec, frames, candidates, winner, bundle, warnings)
+    policy = policy_report(winner.pd_test, frames["test"][1], winner.threshold, bundle.grade_edges)
+    policy["policy"] = options.policy
+    return Fitted(split, spec, frames, candidates, winner, bundle, policy, warnings)
 
 
 def fit_one(
     name: str, spec: FeatureSpec, frames: Frames, split: Split, options: TrainingSettings
 ) -> FittedCandidate:
     """Tune and fit one family on training rows (early stopping and tuning on validation),
-    Platt-calibrate on validation, choose the cost-minimising threshold on validation,
-    then evaluate once on the test window."""
+    Platt-calibrate on validation, set the lending policy's cut-off on validation, then
+    evaluate once on the test window."""
     started = time.perf_counter()
     fit = fit_candidate(
         name, spec, frames["train"], frames["valid"], trials=options.trials, seed=options.seed
@@ -125,12 +131,7 @@ def fit_one(
     x_valid, y_valid = frames["valid"]
     x_test, y_test = frames["test"]
     calibrator = Calibrator.fit(model.predict_raw(x_valid), y_valid)
-    threshold = choose_threshold(
-        calibrator(model.predict_raw(x_valid)),
-        y_valid,
-        cost_fn=options.cost_missed_default,
-        cost_fp=options.cost_declined_good,
-    )
+    threshold = policy_cutoff(calibrator(model.predict_raw(x_valid)), y_valid, options)
     pd_test = calibrator(model.predict_raw(x_test))
     return FittedCandidate(
         name=name,
@@ -142,6 +143,7 @@ def fit_one(
         valid_auc=fit.valid_auc,
         test=metrics(pd_test, y_test, threshold),
         test_auc_by_vintage=auc_by_vintage(pd_test, y_test, split.test[VINTAGE]),
+        test_calibration_by_vintage=calibration_by_vintage(pd_test, y_test, split.test[VINTAGE]),
         pd_test=pd_test,
         seconds=round(time.perf_counter() - started, 1),
     )

@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import joblib
 import mlflow
@@ -54,6 +55,26 @@ def log_candidate(fitted: FittedCandidate, y_test: np.ndarray, *, experiment: st
         importance = fitted.model.importance()
         mlflow.log_dict(importance, "feature_importance.json")
         return str(run.info.run_id)
+
+
+def log_policy(policy: dict[str, Any], calibration: dict[str, dict[str, float]]) -> None:
+    """What the lending policy implies on the test window (approval rate, expected and
+    observed bad rate among approved, by grade) and calibration in the large per vintage,
+    as metrics and tables on the active run."""
+    mlflow.log_metrics(
+        {
+            f"test_policy_{key}": value
+            for key, value in policy.items()
+            if isinstance(value, float) and key != "cutoff"
+        }
+    )
+    mlflow.log_dict(policy, "policy.json")
+    rows = [{"grade": grade, **figures} for grade, figures in policy["by_grade"].items()]
+    mlflow.log_table(pd.DataFrame(rows), "policy_by_grade.json")
+    for month, figures in calibration.items():
+        mlflow.log_metric(f"test_mean_pd_{month.replace('-', '_')}", figures["mean_pd"])
+        mlflow.log_metric(f"test_default_rate_{month.replace('-', '_')}", figures["default_rate"])
+    mlflow.log_dict(calibration, "calibration_by_vintage.json")
 
 
 def log_plots(fitted: FittedCandidate, y_test: np.ndarray, *, artifact_path: str) -> None:

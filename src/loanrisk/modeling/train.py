@@ -39,6 +39,7 @@ class CandidateReport:
     threshold: float
     test: dict[str, float]
     test_auc_by_vintage: dict[str, float]
+    test_calibration_by_vintage: dict[str, dict[str, float]]
     seconds: float
 
 
@@ -55,6 +56,8 @@ class TrainResult:
     split: dict[str, Any]
     data: dict[str, Any]
     candidates: list[CandidateReport]
+    policy: dict[str, Any] = field(default_factory=dict)
+    pd_horizon_months: int | None = None
     warnings: list[str] = field(default_factory=list)
     test_predictions: str | None = None
 
@@ -71,6 +74,7 @@ def train(
     raw_example: Callable[[list[str]], pd.DataFrame],
     progress: Progress | None = None,
     fingerprint: dict[str, Any] | None = None,
+    labels_by_vintage: list[dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Train every candidate on ``gold``, log to MLflow, register the winner at @staging.
 
@@ -116,6 +120,7 @@ def train(
         report = next(r for r in reports if r.name == winner.name)
         mlflow.log_metrics({f"test_{k}": v for k, v in winner.test.items()})
         mlflow.log_metric("valid_auc", winner.valid_auc)
+        tracking.log_policy(fitted.policy, winner.test_calibration_by_vintage)
         tracking.log_plots(winner, y_test, artifact_path="plots")  # where the registry links
 
         say(f"packaging {winner.name}")
@@ -127,6 +132,10 @@ def train(
             window=split.describe(),
             data=fingerprint,
             features=fitted.spec.columns,
+            target=profile.target,
+            labels_by_vintage=labels_by_vintage or [],
+            policy=fitted.policy,
+            calibration=winner.test_calibration_by_vintage,
             threshold=bundle.threshold,
             grade_edges=bundle.grade_edges,
             cost_missed_default=options.cost_missed_default,
@@ -153,6 +162,11 @@ def train(
             "git_commit": tracking.git_commit(),
             "split": split.kind,
             "threshold": f"{winner.threshold:.6f}",
+            "policy": options.policy,
+            "pd_horizon_months": str(profile.target.horizon_months or "final status"),
+            "test_approval_rate": f"{fitted.policy['approval_rate']:.6f}",
+            "test_mean_pd": f"{fitted.policy['mean_pd']:.6f}",
+            "test_default_rate": f"{fitted.policy['default_rate']:.6f}",
             "data_rows": str(fingerprint["rows"]),
             "data_hash": str(fingerprint["content_hash"]),
             "data_vintages": str(fingerprint["vintage_range"]),
@@ -180,6 +194,8 @@ def train(
         split=split.describe(),
         data=fingerprint,
         candidates=reports,
+        policy=fitted.policy,
+        pd_horizon_months=profile.target.horizon_months,
         warnings=fitted.warnings,
         test_predictions=f"runs:/{run_id}/test_predictions.parquet",
     )
@@ -195,6 +211,7 @@ def _report(fitted: Any, run_id: str) -> CandidateReport:
         threshold=fitted.threshold,
         test=fitted.test,
         test_auc_by_vintage=fitted.test_auc_by_vintage,
+        test_calibration_by_vintage=fitted.test_calibration_by_vintage,
         seconds=fitted.seconds,
     )
 

@@ -27,10 +27,19 @@ class Drift:
 
 
 def compare(
-    reference: pd.DataFrame, current: pd.DataFrame, scores: Any, spec: FeatureSpec
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    scores: Any,
+    spec: FeatureSpec,
+    *,
+    drift_share: float,
 ) -> Drift:
     """``reference``: the training sample kept with the model (inputs and ``pd``);
-    ``current``: the window's model inputs, with ``scores`` their PDs."""
+    ``current``: the window's model inputs, with ``scores`` their PDs.
+
+    One definition of "drifted", the same in the HTML report, the JSON summary and the
+    command line: a model input whose Evidently test says so; the inputs as a whole when
+    at least ``drift_share`` of them drifted. The PD score is judged by its PSI."""
     columns = [*spec.numeric, *spec.categorical, SCORE]
     reference = reference.copy()
     current = current.reindex(columns=columns)
@@ -40,14 +49,14 @@ def compare(
         current[name] = _labels(current[name])
     for name in [*spec.numeric, SCORE]:
         current[name] = pd.to_numeric(current[name], errors="coerce")
+    inputs = [*spec.numeric, *spec.categorical]
     tests, snapshot = _evidently(
-        reference[columns], current[columns], [*spec.numeric, SCORE], spec.categorical
+        reference[inputs], current[inputs], spec.numeric, spec.categorical, drift_share
     )
     stability: dict[str, dict[str, Any]] = {}
     for column in columns:
         value = round(psi(reference[column], current[column]), 6)
         stability[column] = {"value": value, "band": band(value)}
-    inputs = [*spec.numeric, *spec.categorical]
     drifted = [c for c in inputs if tests.get(c, {}).get("drifted")]
     return Drift(
         tests=tests,
@@ -67,14 +76,19 @@ def _labels(values: pd.Series) -> pd.Series:
 
 
 def _evidently(
-    reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str]
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    drift_share: float,
 ) -> tuple[dict[str, dict[str, Any]], Any]:
     # Evidently takes ~2 s to import: only monitoring runs pay for it.
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    snapshot = Report([DataDriftPreset()]).run(
+    preset = DataDriftPreset(columns=[*numeric, *categorical], drift_share=drift_share)
+    snapshot = Report([preset]).run(
         current_data=Dataset.from_pandas(current, data_definition=definition),
         reference_data=Dataset.from_pandas(reference, data_definition=definition),
     )

@@ -105,7 +105,9 @@ def _monitor(
             f"{end:%Y-%m-%d %H:%M}: score applications first"
         )
     performance = realised(store.outcome_pairs(engine, start, end), options.min_outcomes)
-    drift = compare(bundle.reference, current, scores, bundle.spec)
+    drift = compare(
+        bundle.reference, current, scores, bundle.spec, drift_share=options.drift_share_alert
+    )
     alerts = judge(
         drifted=drift.drifted,
         drifted_share=drift.drifted_share,

@@ -114,19 +114,23 @@ def save_run(engine: sa.Engine, row: dict[str, Any]) -> None:
 def latest(engine: sa.Engine) -> dict[str, Any] | None:
     """The newest monitoring run's headline figures (for /metrics), times in UTC."""
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(
-                monitoring_runs.c.drifted_share,
-                monitoring_runs.c.score_psi,
-                monitoring_runs.c.realised_auc,
-                monitoring_runs.c.created_at,
+        row = (
+            conn.execute(
+                sa.select(
+                    monitoring_runs.c.drifted_share,
+                    monitoring_runs.c.score_psi,
+                    monitoring_runs.c.realised_auc,
+                    monitoring_runs.c.created_at,
+                )
+                .order_by(monitoring_runs.c.created_at.desc())
+                .limit(1)
             )
-            .order_by(monitoring_runs.c.created_at.desc())
-            .limit(1)
-        ).first()
+            .mappings()
+            .first()
+        )
     if row is None:
         return None
-    figures = dict(row._mapping)
+    figures = dict(row)
     figures["created_at"] = utc(figures["created_at"])
     return figures
 

@@ -80,8 +80,24 @@ class IdSpec(BaseModel):
     derive: Literal["content_hash"] = "content_hash"
 
 
+class DefaultDate(BaseModel):
+    """How to date a loan's default event: a month column (the last payment) plus a lag."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(description="A month column: the last month the borrower paid.")
+    lag_months: int = Field(
+        default=0,
+        ge=0,
+        le=24,
+        description="Months from that month to the default event (LendingClub charges a "
+        "loan off 150 days past due: 5).",
+    )
+
+
 class TargetSpec(BaseModel):
-    """The outcome column and which raw values mean bad, good or not yet known."""
+    """The outcome column, which raw values mean bad, good or not yet known, and (for
+    loans still on the book) the performance window a label is defined over."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -89,6 +105,15 @@ class TargetSpec(BaseModel):
     bad: list[str]
     good: list[str]
     unknown: list[str] = Field(default_factory=list)
+    horizon_months: int | None = Field(
+        default=None,
+        ge=1,
+        le=120,
+        description="Performance window: a loan is bad if it defaulted within this many "
+        "months of issue, good if observed that long without defaulting (whatever its "
+        "status now), else censored (no label). Empty: the final status is the label.",
+    )
+    default_date: DefaultDate | None = None
 
     @field_validator("bad", "good", "unknown", mode="before")
     @classmethod
@@ -177,6 +202,20 @@ class Profile(BaseModel):
             raise ValueError(f"target column {self.target.column!r} is not declared under columns")
         if self.columns[self.target.column].role is not Role.TARGET:
             raise ValueError(f"target column {self.target.column!r} must have role 'target'")
+        horizon = self.target.horizon_months
+        if horizon is not None:
+            dated = self.target.default_date
+            if self.vintage is None or dated is None:
+                raise ValueError(
+                    "target.horizon_months needs a vintage (the issue month) and "
+                    "target.default_date (how to date the default event)"
+                )
+            spec = self.columns.get(dated.column)
+            if spec is None or spec.parser is not Parser.MONTH:
+                raise ValueError(
+                    f"target.default_date.column {dated.column!r} must be a declared "
+                    "column with the 'month' parser"
+                )
         if self.vintage is not None:
             spec = self.columns.get(self.vintage)
             if spec is None:

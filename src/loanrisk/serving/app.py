@@ -29,7 +29,7 @@ from loanrisk.registry import Registry
 from loanrisk.serving import page, routes
 from loanrisk.serving.deps import Service
 from loanrisk.serving.metrics import ServiceMetrics
-from loanrisk.serving.model import ModelHolder
+from loanrisk.serving.model import ModelHolder, pd_meaning
 from loanrisk.serving.predlog import LogUnavailable, PredictionLog, log_folder
 from loanrisk.serving.schemas import OutcomeIn, application_model
 from loanrisk.warehouse.engine import Warehouse
@@ -75,8 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description=(
             "Probability of default, decision, risk grade and reasons for loan applications, "
-            "from the model the registry marks "
-            f"`@{settings.serving.alias}`. Send API keys as `Authorization: Bearer <key>` or "
+            f"from the model the registry marks `@{settings.serving.alias}`. The PD is the "
+            f"{pd_meaning(profile)}. Send API keys as `Authorization: Bearer <key>` or "
             "`X-API-Key: <key>`. Fields not in the application schema are refused (422). "
             "Every answered prediction is on disk (fsynced) before the answer is sent."
         ),

@@ -12,6 +12,7 @@ from loanrisk.config import Settings
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.fastpath import FastScorer
 from loanrisk.modeling.package import ScoringBundle
+from loanrisk.profiles.model import Profile
 from loanrisk.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,25 @@ class LoadedModel:
             "alias": self.alias,
             "run_id": self.run_id,
             "model": self.tags.get("winner"),
+            "pd_horizon_months": self.bundle.profile.target.horizon_months,
+            "pd_meaning": pd_meaning(self.bundle.profile),
+            "policy": self.tags.get("policy"),
             "threshold": self.bundle.threshold,
             "grade_edges": self.bundle.grade_edges,
             "test_metrics": metrics,
             "data_vintages": self.tags.get("data_vintages"),
             "loaded_at": self.loaded_at,
         }
+
+
+def pd_meaning(profile: Profile) -> str:
+    """What the PD is a probability of, in words (for /v1/model and the API docs)."""
+    horizon = profile.target.horizon_months
+    if horizon is None:
+        return (
+            "probability that the loan ends in a bad status (" + ", ".join(profile.target.bad) + ")"
+        )
+    return f"probability of default within {horizon} months of issue"
 
 
 def load_version(models: Registry, version: str, alias: str) -> LoadedModel:

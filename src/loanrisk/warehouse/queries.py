@@ -157,3 +157,27 @@ def store_outcome(
             .returning(outcomes.c.outcome_id)
         ).scalar_one()
     return max(matched, int(pending)), int(new_id)
+
+
+def labels_by_vintage(engine: sa.Engine) -> list[dict[str, Any]]:
+    """Bad, good and censored (no label yet) loans of silver per vintage month."""
+    query = (
+        f"SELECT {VINTAGE} AS vintage, "
+        f"SUM(CASE WHEN {LABEL} = 1 THEN 1 ELSE 0 END) AS bad, "
+        f"SUM(CASE WHEN {LABEL} = 0 THEN 1 ELSE 0 END) AS good, "
+        f"SUM(CASE WHEN {LABEL} IS NULL THEN 1 ELSE 0 END) AS censored "
+        f"FROM {Table.SILVER} GROUP BY {VINTAGE} ORDER BY {VINTAGE}"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(query)).mappings().all()
+    return [
+        {
+            "vintage": "none"
+            if r["vintage"] is None
+            else pd.Timestamp(r["vintage"]).strftime("%Y-%m"),
+            "bad": int(r["bad"] or 0),
+            "good": int(r["good"] or 0),
+            "censored": int(r["censored"] or 0),
+        }
+        for r in rows
+    ]
