@@ -48,9 +48,12 @@ def sqlite_settings(home: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """20,000 generated loans over 24 months (CSV.gz), shared by the session."""
+    """20,000 generated loans over 24 months (CSV.gz), extracted once every vintage's
+    24-month performance window has passed, shared by the session."""
     out = tmp_path_factory.mktemp("gen") / "loans.csv.gz"
-    write_generated(GeneratorConfig(rows=20_000, start="2016-01", months=24, seed=7), out)
+    write_generated(
+        GeneratorConfig(rows=20_000, start="2016-01", months=24, seed=7, as_of="2020-01"), out
+    )
     return out
 
 

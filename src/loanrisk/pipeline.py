@@ -147,6 +147,12 @@ def run_promote(
     latest = latest_vintage(warehouse.engine)
     if latest is not None:
         since = latest - pd.DateOffset(months=settings.promotion.window_months - 1)
+        # Never a month the challenger was trained, tuned or calibrated on: the window
+        # starts at its test window at the earliest.
+        challenger = models.get(version) if version else models.by_alias(Alias.STAGING)
+        test_from = challenger.tags.get("window_test_from") if challenger else None
+        if test_from:
+            since = max(since, pd.Timestamp(test_from))
     silver = read_silver(warehouse.engine, since=since)
     return promote(settings, models, silver, version=version, force=force, reason=reason)
 

@@ -145,3 +145,18 @@ def test_the_served_model_states_the_pd_horizon_and_policy(tmp_path, small):
     assert result.policy["by_grade"] and result.policy["cutoff"] == pytest.approx(result.threshold)
     approved = np.array([g["approval_rate"] for g in result.policy["by_grade"].values()])
     assert approved[0] >= approved[-1]  # grade A is approved at least as often as the worst
+
+
+def test_the_gate_window_never_reaches_into_the_challengers_training_months(tmp_path, small):
+    """A promotion window longer than the test window is cut at the test window's start:
+    the gate scores no loan of a month the challenger trained, tuned or calibrated on."""
+    settings = get_settings(home=tmp_path / "home")
+    settings.training.trials = 0
+    settings.training.candidates = ["logistic_regression"]
+    settings.promotion.window_months = 8  # the test window is the latest 3 months
+    steps.ingest(settings, [str(small)])
+    trained = steps.train(settings)
+    test_window = trained.split["test_window"]
+    promoted = steps.promote(settings)
+    assert promoted.window["description"] == f"vintages {test_window}"
+    assert promoted.window["rows"] == trained.split["test_rows"]

@@ -39,16 +39,37 @@ def test_ingest_twice_adds_nothing_and_counts_reconcile(warehouse_settings, gene
     assert status_again.tables == status.tables
 
 
-def test_gold_is_labelled_for_matured_loans_only(warehouse_settings, generated):
-    steps.ingest(warehouse_settings, [str(generated)])
+def test_gold_is_labelled_over_the_performance_window(warehouse_settings, tmp_path):
+    """24-month window, extract 2019-06: vintages up to 2017-06 are labelled (bad if the
+    default, dated 5 months after the last payment, came within 24 months of issue; good
+    otherwise, Current included); younger vintages are censored, Charged Off included."""
+    loans = tmp_path / "loans.csv"
+    write_generated(
+        GeneratorConfig(rows=8_000, start="2016-01", months=24, seed=7, as_of="2019-06"), loans
+    )
+    steps.ingest(warehouse_settings, [str(loans)])
     warehouse = Warehouse.open(warehouse_settings)
     with warehouse.engine.connect() as conn:
         silver = pd.read_sql("SELECT target_raw, label, vintage FROM silver_loans", conn)
         gold = pd.read_sql("SELECT * FROM gold_loan_features", conn)
     warehouse.engine.dispose()
-    assert set(silver.loc[silver["target_raw"] == "Current", "label"].dropna()) == set()
-    assert set(silver.loc[silver["target_raw"] == "Charged Off", "label"]) == {1}
-    assert set(silver.loc[silver["target_raw"] == "Fully Paid", "label"]) == {0}
+    raw = pd.read_csv(loans, dtype=str, keep_default_na=False)
+    paid = pd.to_datetime(raw["last_pymnt_d"], format="%b-%Y", errors="coerce")
+    issued = pd.to_datetime(raw["issue_d"], format="%b-%Y", errors="coerce")
+    months = (paid.dt.year - issued.dt.year) * 12 + (paid.dt.month - issued.dt.month)
+    raw["default_at"] = months.fillna(0) + 5
+    silver["vintage"] = pd.to_datetime(silver["vintage"])
+    matured = silver["vintage"] <= pd.Timestamp("2017-06-01")
+    assert silver.loc[~matured, "label"].isna().all()  # censored, whatever the status
+    assert silver.loc[matured, "label"].notna().all()
+    old = silver[matured]
+    assert set(old.loc[old["target_raw"] == "Current", "label"]) == {0}
+    assert set(old.loc[old["target_raw"] == "Fully Paid", "label"]) == {0}
+    charged = raw[(raw["loan_status"] == "Charged Off") & (issued <= "2017-06-01")]
+    expected = (charged["default_at"] <= 24).astype(int)
+    observed = old.loc[old["target_raw"] == "Charged Off", "label"].mean()
+    assert observed == pytest.approx(expected.mean(), abs=0.01)
+    assert 0 < expected.mean() < 1  # some charged off after the window: good within it
     assert 2_000 < gold["label"].notna().sum() < len(gold)
     assert not {"total_pymnt", "recoveries", "last_pymnt_d"} & set(gold.columns)
     assert {"fico_mid", "credit_history_months", "loan_to_income"} <= set(gold.columns)

@@ -155,12 +155,14 @@ def train(
             ),
             example=raw_example(split.test[LOAN_ID].head(3).tolist()),
         )
+        window = str(split.describe()["test_window"] or "")
         tags = {
             "winner": winner.name,
             "run_id": run_id,
             "profile": profile.name,
             "git_commit": tracking.git_commit(),
             "split": split.kind,
+            **({"window_test_from": window[:7]} if split.kind == "out_of_time" and window else {}),
             "threshold": f"{winner.threshold:.6f}",
             "policy": options.policy,
             "pd_horizon_months": str(profile.target.horizon_months or "final status"),

@@ -34,7 +34,9 @@ class LoadedModel:
 
     def describe(self) -> dict[str, Any]:
         metrics = {
-            k.removeprefix("test_"): float(v) for k, v in self.tags.items() if k.startswith("test_")
+            k.removeprefix("test_"): float(v)
+            for k, v in self.tags.items()
+            if k.startswith("test_") and _is_number(v)
         }
         return {
             "name": self.name,
@@ -51,6 +53,14 @@ class LoadedModel:
             "data_vintages": self.tags.get("data_vintages"),
             "loaded_at": self.loaded_at,
         }
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def pd_meaning(profile: Profile) -> str:
