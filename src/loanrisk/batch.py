@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,13 +30,15 @@ from loanrisk.constants import LABEL, LOAN_ID, Alias, Table
 from loanrisk.data.jsonrows import arrow_column, frame_objects, json_literals, json_objects
 from loanrisk.data.readers import describe, expand_sources, read_chunks
 from loanrisk.errors import LoanriskError
-from loanrisk.modeling.package import ScoringBundle
 from loanrisk.predictions import log_table
 from loanrisk.registry import Registry
 from loanrisk.warehouse.bulk import write_arrow
 from loanrisk.warehouse.engine import Warehouse
 from loanrisk.warehouse.ingest import BackgroundWriter, Progress
 from loanrisk.warehouse.schema import predictions, scoring_runs
+
+if TYPE_CHECKING:  # the modeling stack is imported with the model, when a file is new
+    from loanrisk.modeling.package import ScoringBundle
 
 log = logging.getLogger(__name__)
 _IDS = uuid.UUID("6f1c3f4e-9a59-4a47-8a53-2f7f3c0f6d11")
