@@ -242,6 +242,8 @@ def _score_chunk(bundle: ScoringBundle, chunk: pd.DataFrame, run: ScoringRun) ->
     return _Scored(out, chunk, fields, features, valid)
 
 
+# One adverse-action reason: its code, the applicant-facing statement, its contribution.
+REASON = pa.struct([("code", pa.string()), ("reason", pa.string()), ("contribution", pa.float64())])
 _OUTPUT_SCHEMA = pa.schema(
     [
         ("prediction_id", pa.string()),
@@ -291,7 +293,7 @@ class _ChunkWriter:
 
     def _output_table(self, out: pd.DataFrame) -> pa.Table:
         rows = out.index.to_numpy()
-        reasons = pa.array(out["reasons"].to_numpy(), pa.list_(pa.string()), from_pandas=True)
+        reasons = pa.array(out["reasons"].to_numpy(), pa.list_(REASON), from_pandas=True)
         columns = {
             "prediction_id": _prediction_ids(self._run.scoring_run_id, rows),
             "source_row": pa.array(rows, pa.int64()),

@@ -102,6 +102,16 @@ class TrainingSettings(BaseModel):
     max_pd: float = Field(
         default=0.2, gt=0, lt=1, description="Highest PD approved under the max_pd policy."
     )
+    monotone_constraints: bool = Field(
+        default=True,
+        description="Train XGBoost and LightGBM with the profile's directions of risk and "
+        "neutralise LR inputs whose sign goes against them.",
+    )
+    use_proxies: bool = Field(
+        default=False,
+        description="Use the profile's proxy columns (e.g. zip code, state: they stand in "
+        "for protected characteristics) as features; the model card then warns.",
+    )
     seed: int = Field(default=42, description="Random seed for splits and models.")
 
 
@@ -126,6 +136,22 @@ class PromotionSettings(BaseModel):
         default=0.03,
         ge=0,
         description="Sanity gate: largest |mean PD - observed default rate| on the window.",
+    )
+    min_adverse_impact_ratio: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Fairness gate: lowest approval rate of a group of a protected attribute "
+        "relative to the most-approved group (the four-fifths rule).",
+    )
+    min_group_rows: int = Field(
+        default=50, ge=1, description="Groups smaller than this are reported, not judged."
+    )
+    monotonicity_sample: int = Field(
+        default=500,
+        ge=0,
+        description="Applicants of the window on which each declared direction of risk is "
+        "checked (0: no check).",
     )
 
 

@@ -35,6 +35,7 @@ from loanrisk.warehouse.queries import (
     gold_state,
     labels_by_vintage,
     latest_vintage,
+    protected_attributes,
     raw_rows,
     read_gold,
     read_silver,
@@ -101,6 +102,7 @@ def run_train(
         progress=progress,
         fingerprint=fingerprint,
         labels_by_vintage=labels_by_vintage(warehouse.engine),
+        protected=protected_attributes(warehouse.engine, warehouse.profile.protected_columns),
     )
 
 

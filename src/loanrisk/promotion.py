@@ -15,7 +15,10 @@ from loanrisk.config import Settings
 from loanrisk.constants import LABEL, LOAN_ID, VINTAGE, Alias
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.evaluate import expected_calibration_error
+from loanrisk.modeling.fairness import fairness_table, groups_of
+from loanrisk.modeling.monotone import violations as monotone_violations
 from loanrisk.modeling.split import HOLDOUT_SHARE, id_fraction
+from loanrisk.profiles.model import NUMERIC_PARSERS
 from loanrisk.registry import Registry, RegistryError
 
 
@@ -120,6 +123,7 @@ def promote(
             gap,
         ),
     ]
+    checks += governance_checks(settings, models.load_bundle(challenger.version), window)
     if champion is not None:
         old = scores[champion.version]
         checks.append(
@@ -174,6 +178,51 @@ def promote(
         metrics=scores,
         checks=checks,
     )
+
+
+def governance_checks(
+    settings: Settings, bundle: Any, window: pd.DataFrame
+) -> list[dict[str, Any]]:
+    """The fairness gate (each protected attribute's adverse impact ratio, groups of at
+    least ``min_group_rows``) and the monotonicity gate (every declared direction of risk,
+    on a sample of the window's applicants, through the frame and fast paths)."""
+    gates = settings.promotion
+    checks = []
+    profile = bundle.profile
+    decisions = bundle.predict(window)["decision"].to_numpy()
+    for column in profile.protected_columns:
+        if column not in window.columns or window[column].isna().all():
+            continue
+        numeric = profile.columns[column].parser in NUMERIC_PARSERS
+        table = fairness_table(
+            groups_of(window[column], numeric=numeric),
+            decisions == "approve",
+            window[LABEL].to_numpy(),
+            min_rows=gates.min_group_rows,
+        )
+        ratio = table["min_adverse_impact_ratio"]
+        if ratio is None:
+            continue
+        checks.append(
+            _check(
+                f"adverse impact ratio of {column}={table['lowest_group']} against "
+                f"{column}={table['reference_group']} >= {gates.min_adverse_impact_ratio}",
+                ratio >= gates.min_adverse_impact_ratio,
+                ratio,
+            )
+        )
+    if gates.monotonicity_sample:
+        sample = window.sample(min(gates.monotonicity_sample, len(window)), random_state=0)
+        against = monotone_violations(bundle, sample)
+        checks.append(
+            _check(
+                "monotone in the profile's directions of risk"
+                + (f": {'; '.join(against[:3])}" if against else ""),
+                not against,
+                len(against),
+            )
+        )
+    return checks
 
 
 def rollback(models: Registry, *, reason: str | None = None) -> tuple[str, str]:

@@ -65,7 +65,11 @@ def test_officer_scores_an_application(browser, served_home):
         assert page.inner_text("#decision") in {"approve", "decline"}
         assert page.inner_text("#grade") in list("ABCDEFG")
         reasons = page.locator("#reasons li").all_inner_texts()
-        assert reasons and all(r.strip() for r in reasons)
+        assert reasons and len(reasons) <= 4 and all(r.strip() for r in reasons)
+        assert all(r.rstrip().endswith(")") and "(+" in r for r in reasons)  # with its weight
+        rule = page.inner_text("#rule")  # the cut-off and what the grade means
+        assert "cut-off of" in rule and "%" in rule and "master scale" in rule
+        assert ("Declined" in rule) == (page.inner_text("#decision") == "decline")
         SCREENSHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "officer_page.png"), full_page=True)
 

@@ -53,7 +53,9 @@ def test_predict_one_and_many(service):
     assert 0 < answer["pd"] < 1 and answer["decision"] in {"approve", "decline"}
     assert answer["grade"] in "ABCDEFG" and answer["client_id"] == "c-1"
     assert answer["model"] == {"name": "loan_default_model", "version": "1", "alias": "production"}
-    assert all(isinstance(r, str) for r in answer["reasons"]) and answer["reasons"]
+    assert answer["reasons"] and all(
+        r["reason"] and r["code"] and r["contribution"] > 0 for r in answer["reasons"]
+    )
     many = httpx.post(
         f"{service.url}/v1/predict", json=[APPLICATION] * 20, headers={"X-API-Key": KEY}
     )

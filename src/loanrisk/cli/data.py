@@ -64,6 +64,15 @@ def generate(
         float,
         typer.Option(help="Share of dirty rows (bad numbers, impossible values, duplicated ids)."),
     ] = 0.005,
+    protected: Annotated[
+        bool,
+        typer.Option(
+            "--protected",
+            help="Add applicant_group (A/B), a protected attribute that is not in the true "
+            "PD but correlates with income (B is poorer): declare it with role 'protected' "
+            "in a profile to see the fairness report and gate at work.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write synthetic loans in LendingClub's raw format, plus a sidecar with each loan's true PD.
@@ -80,6 +89,7 @@ def generate(
         as_of=as_of,
         missing_share=missing_share,
         dirty_share=dirty_share,
+        protected=protected,
     )
     started = time.perf_counter()
     with progress_bar(disable=as_json) as bar:

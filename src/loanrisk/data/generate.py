@@ -216,6 +216,10 @@ LOAN_COLUMNS = (
 )
 
 
+PROTECTED_COLUMN = "applicant_group"
+PROTECTED_STREAM = 7919  # the protected attribute's own random stream
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """What to generate. ``start``/``as_of`` are 'YYYY-MM'; ``drift`` is 0 (none) to ~2."""
@@ -228,6 +232,10 @@ class GeneratorConfig:
     as_of: str | None = None  # default: the month after the last issue month
     missing_share: float = 0.02
     dirty_share: float = 0.005
+    # Add ``applicant_group`` (A/B): a protected attribute that is not in the true PD but
+    # correlates with income (group B is poorer, so more often declined), drawn from its
+    # own random stream so the other columns are the same bytes with or without it.
+    protected: bool = False
     start_month: int = field(init=False)
     as_of_month: int = field(init=False)
 
@@ -620,7 +628,13 @@ def _block(
             pc.equal(truth[name], -1), pa.scalar(None, pa.int32()), truth[name]
         )
 
-    loans = pa.table({c: cols[c] for c in LOAN_COLUMNS})
+    columns = list(LOAN_COLUMNS)
+    if config.protected:
+        group_rng = np.random.default_rng([config.seed, first, PROTECTED_STREAM])
+        poorer = _sigmoid(-0.3 - 1.8 * np.log(app.income / 66_000))
+        cols[PROTECTED_COLUMN] = pa.array(np.where(group_rng.random(n) < poorer, "B", "A"))
+        columns.append(PROTECTED_COLUMN)
+    loans = pa.table({c: cols[c] for c in columns})
     loans, truth_table = _make_dirty(rng, config, loans, pa.table(truth))
     return loans, truth_table
 

@@ -110,6 +110,10 @@ def _literals(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, bool]:
         return _strings(values.cast(pa.string()))
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return _listed(values), False
+    if pa.types.is_struct(kind):
+        names = [kind.field(i).name for i in range(kind.num_fields)]
+        objects = json_objects(names, [values.field(i) for i in range(kind.num_fields)])
+        return pc.if_else(values.is_null(), pa.scalar(NULL), objects), False
     return _dumped(values.to_pylist()), False
 
 

@@ -7,10 +7,12 @@ Both speeds of the packaged model call ``decide``: the frame path (batch scoring
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from loanrisk.modeling.evaluate import assign_grades
+from loanrisk.profiles.model import ReasonPolicy, Role
 
 
 @dataclass
@@ -20,26 +22,86 @@ class Decisions:
     default_class: np.ndarray
     decision: np.ndarray
     grade: np.ndarray
-    reasons: list[list[str]]
+    reasons: list[list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ReasonCodes:
+    """Which reason each model input feeds: its group's index, or -1 when the input is
+    never given as a reason (the profile's ``reasons.never``, proxies)."""
+
+    group_of: np.ndarray  # one entry per model input, in spec order
+    codes: list[str]
+    statements: list[str]
+    top: int
+
+    @classmethod
+    def of(cls, profile: Any, columns: list[str]) -> ReasonCodes:
+        """The profile's reason policy over these model inputs: its groups (one reason
+        for several inputs, e.g. the FICO low, high and mid as "credit score"), then each
+        other input as a reason of its own, in the profile's plain words."""
+        policy: ReasonPolicy = getattr(profile, "reasons", None) or ReasonPolicy()
+        never = set(policy.never) | {
+            n for n, c in profile.columns.items() if c.role in (Role.PROXY, Role.PROTECTED)
+        }
+        codes: list[str] = []
+        statements: list[str] = []
+        index: dict[str, int] = {}
+        for code, group in policy.groups.items():
+            index.update(dict.fromkeys(group.columns, len(codes)))
+            codes.append(code)
+            statements.append(group.statement)
+        group_of = []
+        for column in columns:
+            if column in never:
+                group_of.append(-1)
+            elif column in index:
+                group_of.append(index[column])
+            else:
+                index[column] = len(codes)
+                group_of.append(len(codes))
+                codes.append(column)
+                statements.append(profile.describe(column))
+        return cls(np.asarray(group_of, dtype=np.int64), codes, statements, policy.max)
 
 
 def decide(
     pd_: np.ndarray,
     contributions: np.ndarray,
+    missing: np.ndarray,
     *,
     threshold: float,
     grade_edges: list[float],
-    names: list[str],
-    top: int,
+    reasons: ReasonCodes,
 ) -> Decisions:
-    """Declined when PD >= threshold; the grade from the master scale; as reasons, the
-    (at most ``top``) features that raise this applicant's PD most, largest first."""
+    """Declined when PD >= threshold; the grade from the master scale; as reasons, the (at
+    most ``reasons.top``) reason groups that raise this applicant's PD most, largest first,
+    each with its contribution (log-odds). A group's contribution is the sum over its
+    inputs the applicant gave: a missing or imputed input is never a reason."""
     declined = pd_ >= threshold
-    order = np.argsort(-contributions, axis=1)[:, :top]
-    reasons = [[names[j] for j in row if contributions[i, j] > 0] for i, row in enumerate(order)]
+    groups = len(reasons.codes)
+    member = np.zeros((len(reasons.group_of), groups))
+    used = reasons.group_of >= 0
+    member[np.flatnonzero(used), reasons.group_of[used]] = 1.0
+    present = ~missing
+    summed = np.where(present, contributions, 0.0) @ member
+    summed[(present.astype(float) @ member) == 0] = -np.inf  # nothing given in the group
+    order = np.argsort(-summed, axis=1)[:, : reasons.top]
+    listed = [
+        [
+            {
+                "code": reasons.codes[g],
+                "reason": reasons.statements[g],
+                "contribution": round(float(summed[i, g]), 6),
+            }
+            for g in row
+            if summed[i, g] > 0
+        ]
+        for i, row in enumerate(order)
+    ]
     return Decisions(
         default_class=declined.astype(int),
         decision=np.where(declined, "decline", "approve"),
         grade=assign_grades(pd_, grade_edges),
-        reasons=reasons,
+        reasons=listed,
     )

@@ -126,11 +126,22 @@ class LogisticCandidate(Candidate):
                 ),
             ]
         )
-        self.pipeline.fit(self._input(x_train), y_train)
-        self._build_contribution_map()
+        # LR cannot be constrained while it fits: an input whose coefficient takes the
+        # sign against the profile's direction of risk is neutralised (held at zero, so
+        # it neither moves the PD nor becomes a reason) and the model refitted, as
+        # scorecard builders drop a wrong-signed characteristic.
+        self.neutral: list[str] = []
+        for _ in range(4):
+            self.pipeline.fit(self._input(x_train), y_train)
+            self._build_contribution_map()
+            if not self.violations:
+                break
+            self.neutral += self.violations
 
     def _input(self, x: pd.DataFrame) -> pd.DataFrame:
         frame = x[self.spec.numeric].copy()
+        for column in getattr(self, "neutral", []):
+            frame[column] = 0.0
         for column in self.spec.categorical:
             frame[column] = x[column].astype(object).where(x[column].notna(), MISSING_LEVEL)
         return frame
@@ -149,6 +160,13 @@ class LogisticCandidate(Candidate):
                 owner = max((c for c in self.spec.categorical if rest.startswith(c + "_")), key=len)
                 mapping[i, columns.index(owner)] = 1.0
         coef = self.pipeline.named_steps["model"].coef_[0]
+        # LR cannot be constrained while fitting: check each declared direction's sign.
+        directions = getattr(self.spec, "monotone", None) or {}
+        self.violations = [
+            c
+            for c, d in directions.items()
+            if f"num__{c}" in names and coef[names.index(f"num__{c}")] * d < 0
+        ]
         self._weights = coef[:, None] * mapping  # transformed column -> feature
         self._coef = coef
         self._mapping = mapping
@@ -199,6 +217,7 @@ class _LogisticArithmetic:
         scaler = numeric.named_steps["scale"]
         spec = candidate.spec
         self.skewed = [spec.numeric.index(c) for c in candidate.skewed]
+        self.neutral = [spec.numeric.index(c) for c in getattr(candidate, "neutral", [])]
         self.medians = np.asarray(imputer.statistics_, dtype=np.float64)
         indicator = imputer.indicator_
         self.indicator_columns = list(indicator.features_) if indicator is not None else []
@@ -232,6 +251,7 @@ class _LogisticArithmetic:
     def score(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows, n = matrix.shape[0], self.n_numeric
         numeric = matrix[:, :n].copy()
+        numeric[:, self.neutral] = 0.0
         for i in self.skewed:
             column = numeric[:, i]
             present = ~np.isnan(column)
@@ -301,6 +321,7 @@ class XGBoostCandidate(Candidate):
             scale_pos_weight=_balance(y_train),
             random_state=self.seed,
             n_jobs=2,
+            monotone_constraints=tuple(self.spec.constraints()),
             **self.params,
         )
         self.model.fit(x_train, y_train, eval_set=[(x_valid, y_valid)], verbose=False)
@@ -373,6 +394,7 @@ class LightGBMCandidate(Candidate):
             verbose=-1,
             cat_smooth=20,
             metric="auc",  # early stopping on AUC only: weighted log loss rises as trees grow
+            monotone_constraints=self.spec.constraints(),
             **self.params,
         )
         self.model.fit(

@@ -88,9 +88,10 @@ class FastScorer:
             valid_rows.append(row)
             valid_index.append(i)
         if valid_rows:
-            raw, contributions = self.model.score_matrix(self._matrix(valid_rows))
+            matrix = self._matrix(valid_rows)
+            raw, contributions = self.model.score_matrix(matrix)
             pd_ = self.bundle.calibrator(raw)
-            decided = self.bundle.decide(pd_, contributions)
+            decided = self.bundle.decide(pd_, contributions, np.isnan(matrix))
             for k, i in enumerate(valid_index):
                 results[i].update(
                     pd=float(pd_[k]),

@@ -20,17 +20,28 @@ class FeatureSpec:
     numeric: list[str]
     categorical: list[str]
     levels: dict[str, list[str]] = field(default_factory=dict)
+    # Direction of risk per numeric input: +1 increasing, -1 decreasing (0 or absent: free).
+    monotone: dict[str, int] = field(default_factory=dict)
+
+    def constraints(self) -> list[int]:
+        """Monotone constraints in ``columns`` order (categorical inputs are free)."""
+        directions = getattr(self, "monotone", None) or {}
+        return [directions.get(c, 0) for c in self.columns]
 
     @property
     def columns(self) -> list[str]:
         return [*self.numeric, *self.categorical]
 
 
-def fit_feature_spec(train: pd.DataFrame, profile: Profile) -> FeatureSpec:
-    """Features with any information in training data, categories with enough rows."""
+def fit_feature_spec(
+    train: pd.DataFrame, profile: Profile, *, use_proxies: bool = False, monotone: bool = True
+) -> FeatureSpec:
+    """Features with any information in training data, categories with enough rows;
+    the profile's proxy columns only when ``use_proxies``."""
     numeric, categorical, levels = [], [], {}
+    skipped = set() if use_proxies else set(profile.proxy_columns)
     for name in profile.gold_features:
-        if name not in train.columns or train[name].notna().sum() == 0:
+        if name in skipped or name not in train.columns or train[name].notna().sum() == 0:
             continue
         spec = profile.columns.get(name)
         if spec is not None and spec.parser in CATEGORICAL_PARSERS:
@@ -41,7 +52,8 @@ def fit_feature_spec(train: pd.DataFrame, profile: Profile) -> FeatureSpec:
                 levels[name] = kept
         elif train[name].astype("float64").nunique(dropna=True) > 1:
             numeric.append(name)
-    return FeatureSpec(numeric=numeric, categorical=categorical, levels=levels)
+    directions = {n: profile.monotone(n) for n in numeric if monotone and profile.monotone(n)}
+    return FeatureSpec(numeric=numeric, categorical=categorical, levels=levels, monotone=directions)
 
 
 def model_frame(gold: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:

@@ -84,7 +84,20 @@ def fit_all(
     if split.warning:
         warnings.append(split.warning)
         log.warning("%s", split.warning)
-    spec = fit_feature_spec(split.train, profile)
+    spec = fit_feature_spec(
+        split.train,
+        profile,
+        use_proxies=options.use_proxies,
+        monotone=options.monotone_constraints,
+    )
+    proxies = [c for c in profile.proxy_columns if c in spec.columns]
+    if proxies:
+        warnings.append(
+            f"proxy columns used as features ({', '.join(proxies)}): they stand in for "
+            "protected characteristics; review the decisions for disparate impact"
+        )
+    elif profile.proxy_columns:
+        log.info("proxy columns left out of the features: %s", profile.proxy_columns)
     if not spec.columns:
         raise LoanriskError("no usable feature: every feature column is empty in training data")
     frames: Frames = {
@@ -97,6 +110,13 @@ def fit_all(
         fitted = fit_one(name, spec, frames, split, options)
         candidates.append(fitted)
         say(f"{name}: validation AUC {fitted.valid_auc:.4f}, test AUC {fitted.test['auc']:.4f}")
+    for fitted in candidates:
+        neutral = getattr(fitted.model, "neutral", [])
+        if neutral:
+            warnings.append(
+                f"{fitted.name}: {', '.join(neutral)} took a coefficient against the profile's "
+                "direction of risk and were neutralised (held at zero)"
+            )
     winner = max(candidates, key=lambda c: c.valid_auc)
     model = winner.model
     x_train = frames["train"][0]

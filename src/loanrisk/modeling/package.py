@@ -18,12 +18,12 @@ from mlflow.pyfunc import PythonModel
 from loanrisk.constants import LOAN_ID, SOURCE_ROW
 from loanrisk.data.build import build_features
 from loanrisk.data.refine import refine
-from loanrisk.modeling.decision import Decisions, decide
+from loanrisk.modeling.decision import Decisions, ReasonCodes, decide
 from loanrisk.modeling.estimators import Candidate
 from loanrisk.modeling.evaluate import Calibrator
 from loanrisk.modeling.fastpath import FastScorer
 from loanrisk.modeling.features import FeatureSpec, model_frame
-from loanrisk.profiles.model import Profile, Role
+from loanrisk.profiles.model import NOT_INPUTS, Profile
 
 OUTPUT_COLUMNS = ["loan_id", "pd", "default_class", "decision", "grade", "reasons", "error"]
 
@@ -38,7 +38,6 @@ class ScoringBundle:
     calibrator: Calibrator
     threshold: float
     grade_edges: list[float]
-    top_reasons: int = 4
     # A sample of training model inputs with their PDs: monitoring's reference.
     reference: pd.DataFrame | None = None
 
@@ -49,7 +48,7 @@ class ScoringBundle:
             fields = self.__dict__["_fields"] = {
                 raw
                 for name, spec in self.profile.columns.items()
-                if spec.role not in (Role.LEAKAGE, Role.TARGET)
+                if spec.role not in NOT_INPUTS
                 for raw in (name, *spec.aliases)
             }
         return fields
@@ -62,25 +61,29 @@ class ScoringBundle:
         return scorer
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "_fields")}
+        cached = ("_fast", "_fields", "_reasons")
+        return {k: v for k, v in self.__dict__.items() if k not in cached}
 
     def score_features(self, gold: pd.DataFrame) -> np.ndarray:
         """Calibrated PDs for gold-shaped rows (features already built)."""
         return self.calibrator(self.candidate.predict_raw(model_frame(gold, self.spec)))
 
-    def feature_names(self) -> list[str]:
-        """Plain-language names of the model inputs, in ``spec.columns`` order."""
-        return [self.profile.describe(c) for c in self.spec.columns]
+    def reason_codes(self) -> ReasonCodes:
+        """The profile's reason policy over this model's inputs (built once)."""
+        codes = self.__dict__.get("_reasons")
+        if codes is None:
+            codes = self.__dict__["_reasons"] = ReasonCodes.of(self.profile, self.spec.columns)
+        return codes
 
-    def decide(self, pd_: np.ndarray, contributions: np.ndarray) -> Decisions:
+    def decide(self, pd_: np.ndarray, contributions: np.ndarray, missing: np.ndarray) -> Decisions:
         """Class, decision, grade and reasons of calibrated PDs (the one definition)."""
         return decide(
             pd_,
             contributions,
+            missing,
             threshold=self.threshold,
             grade_edges=self.grade_edges,
-            names=self.feature_names(),
-            top=self.top_reasons,
+            reasons=self.reason_codes(),
         )
 
     def predict(self, raw: pd.DataFrame) -> pd.DataFrame:
@@ -103,7 +106,9 @@ class ScoringBundle:
             gold = build_features(silver, self.profile)
             features = model_frame(gold, self.spec)
             pd_ = self.calibrator(self.candidate.predict_raw(features))
-            decided = self.decide(pd_, self.candidate.contributions(features))
+            decided = self.decide(
+                pd_, self.candidate.contributions(features), features.isna().to_numpy()
+            )
             rows = silver[SOURCE_ROW].to_numpy()
             features.index = rows
             out.loc[rows, "loan_id"] = silver[LOAN_ID].to_numpy()

@@ -21,7 +21,7 @@ import loanrisk
 from loanrisk.modeling.evaluate import save_plots
 from loanrisk.modeling.fitting import FittedCandidate
 from loanrisk.modeling.package import LoanDefaultModel, ScoringBundle
-from loanrisk.profiles.model import Profile, Role
+from loanrisk.profiles.model import NOT_INPUTS, Profile
 
 # Packages the pyfunc model needs where it is served (versions as installed here).
 _MODEL_REQUIREMENTS = (
@@ -77,6 +77,23 @@ def log_policy(policy: dict[str, Any], calibration: dict[str, dict[str, float]])
     mlflow.log_dict(calibration, "calibration_by_vintage.json")
 
 
+def log_fairness(fairness: dict[str, Any]) -> None:
+    """The fairness report (per protected attribute and group) as JSON, a table and the
+    lowest adverse impact ratio per attribute, on the active run."""
+    if not fairness:
+        return
+    mlflow.log_dict(fairness, "fairness.json")
+    rows = [
+        {"attribute": column, "group": group, **figures}
+        for column, table in fairness.items()
+        for group, figures in table["groups"].items()
+    ]
+    mlflow.log_table(pd.DataFrame(rows), "fairness_by_group.json")
+    for column, table in fairness.items():
+        if table["min_adverse_impact_ratio"] is not None:
+            mlflow.log_metric(f"test_min_air_{column}", table["min_adverse_impact_ratio"])
+
+
 def log_plots(fitted: FittedCandidate, y_test: np.ndarray, *, artifact_path: str) -> None:
     """The candidate's test-window plots (ROC, calibration, PD distribution, importance)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,7 +145,7 @@ def input_signature(profile: Profile) -> ModelSignature:
 
     Post-origination fields and the target are not inputs; MLflow drops extra columns.
     """
-    names = [n for n, c in profile.columns.items() if c.role not in (Role.LEAKAGE, Role.TARGET)]
+    names = [n for n, c in profile.columns.items() if c.role not in NOT_INPUTS]
     return ModelSignature(inputs=Schema([ColSpec(AnyType(), n, required=False) for n in names]))
 
 

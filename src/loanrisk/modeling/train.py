@@ -21,8 +21,9 @@ from loanrisk.config import Settings
 from loanrisk.constants import LABEL, LOAN_ID, VINTAGE
 from loanrisk.modeling import tracking
 from loanrisk.modeling.card import model_card
-from loanrisk.modeling.fitting import fit_all
-from loanrisk.profiles.model import Profile
+from loanrisk.modeling.fairness import fairness_table, groups_of
+from loanrisk.modeling.fitting import Fitted, fit_all
+from loanrisk.profiles.model import NUMERIC_PARSERS, Profile
 from loanrisk.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class TrainResult:
     data: dict[str, Any]
     candidates: list[CandidateReport]
     policy: dict[str, Any] = field(default_factory=dict)
+    fairness: dict[str, Any] = field(default_factory=dict)
     pd_horizon_months: int | None = None
     warnings: list[str] = field(default_factory=list)
     test_predictions: str | None = None
@@ -75,6 +77,7 @@ def train(
     progress: Progress | None = None,
     fingerprint: dict[str, Any] | None = None,
     labels_by_vintage: list[dict[str, Any]] | None = None,
+    protected: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Train every candidate on ``gold``, log to MLflow, register the winner at @staging.
 
@@ -121,6 +124,8 @@ def train(
         mlflow.log_metrics({f"test_{k}": v for k, v in winner.test.items()})
         mlflow.log_metric("valid_auc", winner.valid_auc)
         tracking.log_policy(fitted.policy, winner.test_calibration_by_vintage)
+        fairness = fairness_report(fitted, profile, protected, settings.promotion.min_group_rows)
+        tracking.log_fairness(fairness)
         tracking.log_plots(winner, y_test, artifact_path="plots")  # where the registry links
 
         say(f"packaging {winner.name}")
@@ -136,6 +141,7 @@ def train(
             labels_by_vintage=labels_by_vintage or [],
             policy=fitted.policy,
             calibration=winner.test_calibration_by_vintage,
+            fairness=fairness,
             threshold=bundle.threshold,
             grade_edges=bundle.grade_edges,
             cost_missed_default=options.cost_missed_default,
@@ -197,10 +203,29 @@ def train(
         data=fingerprint,
         candidates=reports,
         policy=fitted.policy,
+        fairness=fairness,
         pd_horizon_months=profile.target.horizon_months,
         warnings=fitted.warnings,
         test_predictions=f"runs:/{run_id}/test_predictions.parquet",
     )
+
+
+def fairness_report(
+    fitted: Fitted, profile: Profile, protected: pd.DataFrame | None, min_rows: int
+) -> dict[str, Any]:
+    """Per protected attribute, the winner's outcomes by group on the test window."""
+    if protected is None or protected.empty:
+        return {}
+    test = fitted.split.test[[LOAN_ID]].merge(protected, on=LOAN_ID, how="left")
+    approved = fitted.winner.pd_test < fitted.winner.threshold
+    y = fitted.frames["test"][1]
+    report = {}
+    for column in profile.protected_columns:
+        if column in test.columns and test[column].notna().any():
+            numeric = profile.columns[column].parser in NUMERIC_PARSERS
+            groups = groups_of(test[column], numeric=numeric)
+            report[column] = fairness_table(groups, approved, y, min_rows=min_rows)
+    return report
 
 
 def _report(fitted: Any, run_id: str) -> CandidateReport:

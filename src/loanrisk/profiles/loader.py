@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from loanrisk.errors import ProfileError
-from loanrisk.profiles.model import Profile
+from loanrisk.profiles.model import Profile, Role
 
 
 def builtin_profiles() -> list[str]:
@@ -46,7 +46,11 @@ def load_profile(name_or_path: str | Path) -> Profile:
 def profile_fingerprint(profile: Profile) -> str:
     """A short hash of what shapes the warehouse tables (columns and derived features)."""
     shape = {
-        "columns": {n: [c.parser.value, c.role.value] for n, c in profile.columns.items()},
+        # A proxy is stored as a feature is (training decides whether to use it).
+        "columns": {
+            n: [c.parser.value, "feature" if c.role is Role.PROXY else c.role.value]
+            for n, c in profile.columns.items()
+        },
         "derived": sorted(profile.derived),
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]

@@ -39,6 +39,16 @@ class Role(StrEnum):
     TARGET = "target"
     LEAKAGE = "leakage"  # known only after origination: never a feature
     INFO = "info"  # kept in silver for people, never a feature (free text, ...)
+    # Stands in for a protected characteristic (geography, ...): stored like a feature but
+    # used only when training opts in (training.use_proxies), with a warning in the card.
+    PROXY = "proxy"
+    # A protected characteristic: kept in silver for fairness analysis, never a feature,
+    # never an input of the model or the API.
+    PROTECTED = "protected"
+
+
+# Roles whose columns are not application inputs of the model or the API.
+NOT_INPUTS = frozenset({Role.LEAKAGE, Role.TARGET, Role.PROTECTED})
 
 
 class ColumnSpec(BaseModel):
@@ -54,6 +64,9 @@ class ColumnSpec(BaseModel):
     categories: list[str] | None = None
     aliases: list[str] = Field(default_factory=list)
     description: str = ""
+    # Which way the PD must move as the value grows (credit practice; the models are
+    # trained with it and promotion checks it).
+    monotone: Literal["increasing", "decreasing"] | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> ColumnSpec:
@@ -61,9 +74,11 @@ class ColumnSpec(BaseModel):
             raise ValueError(f"min/max only apply to numeric parsers, not {self.parser.value!r}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
-        if self.role is Role.FEATURE and self.parser is Parser.TEXT:
+        if self.monotone is not None and self.parser not in NUMERIC_PARSERS:
+            raise ValueError("monotone applies to numeric columns only")
+        if self.role in (Role.FEATURE, Role.PROXY) and self.parser is Parser.TEXT:
             raise ValueError("free text cannot be a feature; give it role 'info'")
-        if self.role is Role.FEATURE and self.parser is Parser.MONTH:
+        if self.role in (Role.FEATURE, Role.PROXY) and self.parser is Parser.MONTH:
             raise ValueError(
                 "a date cannot be a feature itself; give it role 'info' and derive from it "
                 "(op months_between)"
@@ -154,6 +169,27 @@ class TargetSpec(BaseModel):
         return out
 
 
+class ReasonGroup(BaseModel):
+    """Several model inputs given as one adverse-action reason, with its statement."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: list[str] = Field(min_length=1)
+    statement: str = Field(min_length=1, description="What the applicant is told.")
+
+
+class ReasonPolicy(BaseModel):
+    """How contributions become the reasons an applicant is given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max: int = Field(default=4, ge=1, le=10, description="At most this many reasons.")
+    groups: dict[str, ReasonGroup] = Field(default_factory=dict)
+    never: list[str] = Field(
+        default_factory=list, description="Inputs that are never given as a reason."
+    )
+
+
 class DerivedSpec(BaseModel):
     """A feature computed from other columns at build time."""
 
@@ -163,6 +199,7 @@ class DerivedSpec(BaseModel):
     inputs: list[str]
     scale: float = 1.0
     description: str = ""
+    monotone: Literal["increasing", "decreasing"] | None = None
 
     @model_validator(mode="after")
     def _arity(self) -> DerivedSpec:
@@ -186,6 +223,7 @@ class Profile(BaseModel):
     target: TargetSpec
     columns: dict[str, ColumnSpec]
     derived: dict[str, DerivedSpec] = Field(default_factory=dict)
+    reasons: ReasonPolicy = ReasonPolicy()
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -226,7 +264,7 @@ class Profile(BaseModel):
             for source in derived.inputs:
                 if source not in names:
                     raise ValueError(f"derived feature {name!r} uses undeclared column {source!r}")
-                if self.columns[source].role in (Role.LEAKAGE, Role.TARGET):
+                if self.columns[source].role in (Role.LEAKAGE, Role.TARGET, Role.PROTECTED):
                     raise ValueError(f"derived feature {name!r} uses leakage column {source!r}")
             wanted_month = derived.op == "months_between"
             for source in derived.inputs:
@@ -236,6 +274,20 @@ class Profile(BaseModel):
                         f"derived feature {name!r}: op {derived.op!r} "
                         f"{'needs' if wanted_month else 'cannot use'} month column {source!r}"
                     )
+        inputs = set(self.gold_features)
+        grouped: dict[str, str] = {}
+        for code, group in self.reasons.groups.items():
+            for column in group.columns:
+                if column not in inputs:
+                    raise ValueError(f"reason group {code!r}: {column!r} is not a model input")
+                if column in grouped:
+                    raise ValueError(
+                        f"{column!r} is in reason groups {grouped[column]!r} and {code!r}"
+                    )
+                grouped[column] = code
+        for column in self.reasons.never:
+            if column not in inputs:
+                raise ValueError(f"reasons.never: {column!r} is not a model input")
         lookup: dict[str, str] = {}
         for name, spec in self.columns.items():
             for raw in [name, *spec.aliases]:
@@ -253,8 +305,23 @@ class Profile(BaseModel):
 
     @property
     def feature_columns(self) -> list[str]:
-        """Raw columns the model may use, in profile order."""
-        return [n for n, c in self.columns.items() if c.role is Role.FEATURE]
+        """Raw columns the model may use (proxies included: training decides), in order."""
+        return [n for n, c in self.columns.items() if c.role in (Role.FEATURE, Role.PROXY)]
+
+    def monotone(self, name: str) -> int:
+        """+1 when the PD must not fall as input ``name`` grows, -1 when it must not rise,
+        0 when the profile says nothing."""
+        spec = self.columns.get(name) or self.derived.get(name)
+        direction = getattr(spec, "monotone", None)
+        return {"increasing": 1, "decreasing": -1}.get(direction or "", 0)
+
+    @property
+    def proxy_columns(self) -> list[str]:
+        return [n for n, c in self.columns.items() if c.role is Role.PROXY]
+
+    @property
+    def protected_columns(self) -> list[str]:
+        return [n for n, c in self.columns.items() if c.role is Role.PROTECTED]
 
     @property
     def leakage_columns(self) -> list[str]:

@@ -44,7 +44,7 @@ class LoadedModel:
             "alias": self.alias,
             "run_id": self.run_id,
             "model": self.tags.get("winner"),
-            "pd_horizon_months": self.bundle.profile.target.horizon_months,
+            "pd_horizon_months": horizon_of(self.bundle.profile),
             "pd_meaning": pd_meaning(self.bundle.profile),
             "policy": self.tags.get("policy"),
             "threshold": self.bundle.threshold,
@@ -63,9 +63,15 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def horizon_of(profile: Profile) -> int | None:
+    """The PD's performance window in months (None: final status; also for models
+    packaged before profiles had one)."""
+    return getattr(profile.target, "horizon_months", None)
+
+
 def pd_meaning(profile: Profile) -> str:
     """What the PD is a probability of, in words (for /v1/model and the API docs)."""
-    horizon = profile.target.horizon_months
+    horizon = horizon_of(profile)
     if horizon is None:
         return (
             "probability that the loan ends in a bad status (" + ", ".join(profile.target.bad) + ")"

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from loanrisk.data.scalar import clean, parse_value
-from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, Parser, Profile, Role
+from loanrisk.profiles.model import NOT_INPUTS, NUMERIC_PARSERS, ColumnSpec, Parser, Profile
 from loanrisk.serving.bodies import ID_PATTERN, text_problem
 
 CLIENT_ID_MAX = 200
@@ -76,7 +76,7 @@ EXAMPLE: dict[str, Any] = {
 
 def application_fields(profile: Profile) -> dict[str, ColumnSpec]:
     """Fields an application may carry: everything but the target and leakage columns."""
-    return {n: c for n, c in profile.columns.items() if c.role not in (Role.TARGET, Role.LEAKAGE)}
+    return {n: c for n, c in profile.columns.items() if c.role not in NOT_INPUTS}
 
 
 def plainly_valid(profile: Profile, text_limit: int = TEXT_MAX) -> Callable[[Any], bool]:
@@ -218,6 +218,16 @@ class ModelRef(BaseModel):
     alias: str = Field(description="Alias the service serves.")
 
 
+class Reason(BaseModel):
+    """One principal reason for the PD (for a decline: an adverse-action reason)."""
+
+    code: str = Field(description="The profile's reason code (a group of inputs or one input).")
+    reason: str = Field(description="The statement for the applicant.")
+    contribution: float = Field(
+        description="How much it raises the PD's log-odds against the average applicant."
+    )
+
+
 class Prediction(BaseModel):
     """The answer for one application."""
 
@@ -228,7 +238,10 @@ class Prediction(BaseModel):
     default_class: int = Field(description="1 when PD is at or above the decision threshold.")
     decision: str = Field(description="'approve' or 'decline'.")
     grade: str = Field(description="Risk grade A (best) .. G from the model's master scale.")
-    reasons: list[str] = Field(description="What raises this PD most, in plain words.")
+    reasons: list[Reason] = Field(
+        description="What raises this PD most, largest first (at most the profile's "
+        "reasons.max; an input left blank is never a reason; proxies never are)."
+    )
     model: ModelRef
 
 

@@ -181,3 +181,14 @@ def labels_by_vintage(engine: sa.Engine) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def protected_attributes(engine: sa.Engine, columns: list[str]) -> pd.DataFrame:
+    """The protected attributes of the labelled silver loans, by loan id (for the
+    fairness report: they are never features)."""
+    if not columns:
+        return pd.DataFrame(columns=["loan_id"])
+    listed = ", ".join(columns)
+    query = f"SELECT loan_id, {listed} FROM {Table.SILVER} WHERE {LABEL} IS NOT NULL"
+    with engine.connect() as conn:
+        return pd.read_sql_query(sa.text(query), conn)
