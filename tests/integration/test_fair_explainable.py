@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from loanrisk.config import Settings, get_settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.modeling.monotone import violations
+from loanrisk.modeling.recourse import find_recourse
 from loanrisk.profiles import load_profile
 from loanrisk.registry import Registry
 from loanrisk.serving.schemas import application_fields
@@ -167,6 +168,11 @@ def test_reasons_on_declines_are_specific_given_and_the_same_everywhere(world):
                 )
                 assert response.status_code == 200, response.text[:500]
                 answers += response.json()["predictions"]
+            explained = client.post(
+                "/v1/predict?explain=true",
+                json=records[:20],
+                headers={"Authorization": f"Bearer {KEY}"},
+            ).json()["predictions"]
             logged = client.get(
                 f"/v1/predictions/{answers[0]['prediction_id']}",
                 headers={"Authorization": f"Bearer {KEY}"},
@@ -177,6 +183,12 @@ def test_reasons_on_declines_are_specific_given_and_the_same_everywhere(world):
     assert [a["reasons"] for a in answers] == batch
     assert [a["decision"] for a in answers] == ["decline"] * len(answers)
     assert logged["reasons"] == answers[0]["reasons"]
+    # Recourse on request: each decline says what change in its terms would be approved.
+    assert all(
+        a["recourse"].startswith(("Would be approved with", "No change in the requested"))
+        for a in explained
+    )
+    assert [a["reasons"] for a in explained] == batch[:20]
 
 
 def test_the_fairness_report_measures_the_disadvantaged_group_and_the_gate_names_it(world):
@@ -229,3 +241,26 @@ def test_an_unconstrained_model_that_breaks_a_direction_is_refused(world, tmp_pa
     failed = [c["check"] for c in refused.checks if not c["passed"]]
     assert any(c.startswith("monotone in the profile's directions of risk: ") for c in failed)
     assert not refused.promoted
+
+
+def test_recourse_names_a_change_that_is_approved(world):
+    bundle = Registry(world["settings"]).load_bundle(world["trained"].version)
+    scorer = bundle.fast()
+    raw = pd.read_csv(world["applications"], dtype=str, keep_default_na=False).head(1_500)
+    records = [
+        {k: v for k, v in r.items() if v != "" and k in bundle.input_fields()}
+        for r in raw.to_dict("records")
+    ]
+    declined = [
+        r for r, a in zip(records, scorer.score(records), strict=True) if a["decision"] == "decline"
+    ][:100]
+    found = 0
+    for record in declined:
+        change, sentence = find_recourse(scorer, record)
+        if change is None:
+            assert sentence.startswith("No change in the requested terms")
+            continue
+        found += 1
+        assert set(change) <= {"loan_amnt", "term"} and sentence.startswith("Would be approved")
+        assert scorer.score([record | change])[0]["decision"] == "approve"
+    assert found > 0

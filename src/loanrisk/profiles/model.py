@@ -190,6 +190,16 @@ class ReasonPolicy(BaseModel):
     )
 
 
+class RecourseSpec(BaseModel):
+    """How an actionable input may change when looking for an approval: lower amounts
+    down to a share of the request, or other values (a term)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    down_to: float | None = Field(default=None, gt=0, lt=1)
+    values: list[float] = Field(default_factory=list)
+
+
 class DerivedSpec(BaseModel):
     """A feature computed from other columns at build time."""
 
@@ -224,6 +234,8 @@ class Profile(BaseModel):
     columns: dict[str, ColumnSpec]
     derived: dict[str, DerivedSpec] = Field(default_factory=dict)
     reasons: ReasonPolicy = ReasonPolicy()
+    # Actionable inputs (the requested terms) that recourse may change for a decline.
+    recourse: dict[str, RecourseSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -285,6 +297,9 @@ class Profile(BaseModel):
                         f"{column!r} is in reason groups {grouped[column]!r} and {code!r}"
                     )
                 grouped[column] = code
+        for column in self.recourse:
+            if column not in self.columns or self.columns[column].parser not in NUMERIC_PARSERS:
+                raise ValueError(f"recourse: {column!r} must be a numeric column")
         for column in self.reasons.never:
             if column not in inputs:
                 raise ValueError(f"reasons.never: {column!r} is not a model input")

@@ -46,7 +46,8 @@ class FastLane:
         self._latency = metrics.latency.labels(PATH)
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        plain = scope["type"] == "http" and not scope.get("query_string")  # ?explain=true
+        if not plain or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from loanrisk.modeling.recourse import recourse
 from loanrisk.serving.deps import service_of
 from loanrisk.serving.routes import ScoringError, score
 from loanrisk.serving.schemas import EXAMPLE, application_fields
@@ -88,8 +89,12 @@ async def submit(request: Request) -> Response:
     result = None
     if not errors:
         try:
-            _, answers = await score(request, [application.model_dump(exclude_none=True)])
+            record = application.model_dump(exclude_none=True)
+            _, answers = await score(request, [record])
             result = answers[0]
+            if result["decision"] == "decline":
+                scorer = service_of(request).current_model().scorer
+                result["recourse"] = recourse(scorer, record)
         except ScoringError as exc:
             errors = exc.problems[0]["problems"]
         except RequestValidationError as exc:  # a value the log could not store

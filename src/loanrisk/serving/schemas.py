@@ -243,6 +243,11 @@ class Prediction(BaseModel):
         "reasons.max; an input left blank is never a reason; proxies never are)."
     )
     model: ModelRef
+    recourse: str | None = Field(
+        default=None,
+        description="With ?explain=true, for a decline: the smallest change to the "
+        "requested terms that would be approved, or that none would.",
+    )
 
 
 class PredictResponse(BaseModel):

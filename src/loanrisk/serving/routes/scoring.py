@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from loanrisk.modeling.recourse import recourse
 from loanrisk.predictions import log_row
 from loanrisk.profiles.model import Profile
 from loanrisk.serving import bodies
@@ -146,7 +147,9 @@ def build_router(application: type[BaseModel], profile: Profile, *, text_limit: 
     )
     async def predict(request: Request) -> Response:
         """PD, decision, grade and reasons per application; each answer is logged with the
-        model version that produced it. Send one application object or a list.
+        model version that produced it. Send one application object or a list. With
+        `?explain=true`, each decline also says the smallest change to the requested
+        terms (amount, term) that would be approved, or that none would.
 
         The body is parsed here rather than by FastAPI's body machinery: it is the hot
         path, and errors name each field as `["body", index, field]`."""
@@ -173,6 +176,11 @@ def build_router(application: type[BaseModel], profile: Profile, *, text_limit: 
         except ScoringError as exc:
             validate(items, listed)  # names each refused value as the model does
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.problems) from exc
+        if request.query_params.get("explain") == "true":
+            scorer = service_of(request).current_model().scorer
+            for record, answer in zip(records, answers, strict=True):
+                if answer["decision"] == "decline":
+                    answer["recourse"] = recourse(scorer, record)
         return JSONResponse({"request_id": request_id, "predictions": answers})
 
     def validate(items: list[Any], listed: bool) -> list[dict[str, Any]]:
