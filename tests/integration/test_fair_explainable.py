@@ -181,6 +181,14 @@ def test_reasons_on_declines_are_specific_given_and_the_same_everywhere(world):
         service.stop()
     batch = [json.loads(r) for r in sample["reasons"]]
     assert [a["reasons"] for a in answers] == batch
+    # The log holds the same reasons for every one of them, batch rows and API rows.
+    engine = sa.create_engine(f"sqlite:///{settings.home / 'warehouse.db'}")
+    with engine.connect() as conn:
+        log = pd.read_sql("SELECT prediction_id, source, reasons FROM predictions", conn)
+    engine.dispose()
+    logged_by_id = dict(zip(log["prediction_id"], log["reasons"].map(json.loads), strict=True))
+    assert [logged_by_id[a["prediction_id"]] for a in answers] == batch
+    assert [logged_by_id[i] for i in sample["prediction_id"]] == batch
     assert [a["decision"] for a in answers] == ["decline"] * len(answers)
     assert logged["reasons"] == answers[0]["reasons"]
     # Recourse on request: each decline says what change in its terms would be approved.
