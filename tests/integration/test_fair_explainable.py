@@ -4,7 +4,9 @@ the profile's directions of risk held by every model family."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -173,6 +175,13 @@ def test_reasons_on_declines_are_specific_given_and_the_same_everywhere(world):
                 json=records[:20],
                 headers={"Authorization": f"Bearer {KEY}"},
             ).json()["predictions"]
+            # The officer page shows the same reasons for every one of them.
+            on_page = []
+            for record in records:
+                page = client.post("/", data=record | {"api_key": KEY}).text
+                listed = re.search(r'<ul id="reasons">(.*?)</ul>', page, re.S)
+                assert listed, page[-2000:]
+                on_page.append(re.findall(r"<li>(.*?) <span", listed.group(1)))
             logged = client.get(
                 f"/v1/predictions/{answers[0]['prediction_id']}",
                 headers={"Authorization": f"Bearer {KEY}"},
@@ -197,6 +206,8 @@ def test_reasons_on_declines_are_specific_given_and_the_same_everywhere(world):
         for a in explained
     )
     assert [a["reasons"] for a in explained] == batch[:20]
+    statements = [[html.escape(r["reason"]) for r in reasons] for reasons in batch]
+    assert on_page == statements
 
 
 def test_the_fairness_report_measures_the_disadvantaged_group_and_the_gate_names_it(world):
