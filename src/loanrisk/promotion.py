@@ -56,19 +56,18 @@ def evaluation_window(silver: pd.DataFrame, months: int) -> tuple[pd.DataFrame, 
 
 
 def score_versions(
-    models: Registry, window: pd.DataFrame, versions: list[str]
+    predicted: dict[str, pd.DataFrame], window: pd.DataFrame
 ) -> dict[str, dict[str, float]]:
-    """AUC, ECE, mean PD, observed default rate and approval rate of each version on the
-    same window rows."""
+    """AUC, ECE, mean PD, observed default rate and approval rate of each version's
+    answers (``predicted``) on the same window rows."""
     from sklearn.metrics import roc_auc_score
 
     y = window[LABEL].to_numpy().astype(int)
     out = {}
-    for version in versions:
-        predicted = models.load(version).predict(window)
-        pd_ = predicted["pd"].to_numpy(dtype=float)
+    for version, answers in predicted.items():
+        pd_ = answers["pd"].to_numpy(dtype=float)
         ok = ~np.isnan(pd_)
-        approved = predicted["decision"].to_numpy()[ok] == "approve"
+        approved = answers["decision"].to_numpy()[ok] == "approve"
         out[version] = {
             "approval_rate": float(approved.mean()),
             "auc": float(roc_auc_score(y[ok], pd_[ok])),
@@ -105,7 +104,10 @@ def promote(
     if window[LABEL].nunique() < 2:
         raise LoanriskError(f"the evaluation window ({described}) needs good and bad loans")
     compared = [challenger.version] + ([champion.version] if champion else [])
-    scores = score_versions(models, window, compared)
+    # Each version is loaded and scores the window once; the gates reuse the answers.
+    bundles = {v: models.load_bundle(v) for v in compared}
+    predicted = {v: bundles[v].predict(window) for v in compared}
+    scores = score_versions(predicted, window)
     new = scores[challenger.version]
     gap = abs(new["mean_pd"] - new["default_rate"])
     checks = [
@@ -123,7 +125,9 @@ def promote(
             gap,
         ),
     ]
-    checks += governance_checks(settings, models.load_bundle(challenger.version), window)
+    checks += governance_checks(
+        settings, bundles[challenger.version], window, predicted[challenger.version]["decision"]
+    )
     if champion is not None:
         old = scores[champion.version]
         checks.append(
@@ -181,7 +185,7 @@ def promote(
 
 
 def governance_checks(
-    settings: Settings, bundle: Any, window: pd.DataFrame
+    settings: Settings, bundle: Any, window: pd.DataFrame, decisions: pd.Series
 ) -> list[dict[str, Any]]:
     """The fairness gate (each protected attribute's adverse impact ratio, groups of at
     least ``min_group_rows``) and the monotonicity gate (every declared direction of risk,
@@ -189,14 +193,13 @@ def governance_checks(
     gates = settings.promotion
     checks = []
     profile = bundle.profile
-    decisions = bundle.predict(window)["decision"].to_numpy()
     for column in profile.protected_columns:
         if column not in window.columns or window[column].isna().all():
             continue
         numeric = profile.columns[column].parser in NUMERIC_PARSERS
         table = fairness_table(
             groups_of(window[column], numeric=numeric),
-            decisions == "approve",
+            decisions.to_numpy() == "approve",
             window[LABEL].to_numpy(),
             min_rows=gates.min_group_rows,
         )
