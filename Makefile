@@ -77,7 +77,7 @@ bench: $(STAMP)  ## generate + ingest; also: benchmarks/train.py, serve.py, scor
 	$(BIN)/python benchmarks/ingest.py
 
 lock: $(STAMP)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra spark --generate-hashes --python-version 3.11 \
 		--no-header -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra image --generate-hashes --python-version 3.11 \
 		--no-header -o requirements-image.lock

@@ -27,9 +27,9 @@ import sqlalchemy as sa
 
 from loanrisk.config import Settings
 from loanrisk.constants import LABEL, LOAN_ID, Alias, Table
-from loanrisk.data.jsonrows import arrow_column, frame_objects, json_literals, json_objects
 from loanrisk.data.readers import describe, expand_sources, read_chunks
 from loanrisk.errors import LoanriskError
+from loanrisk.modeling.answers import SCORED_SCHEMA, score_table
 from loanrisk.predictions import log_table
 from loanrisk.registry import Registry
 from loanrisk.warehouse.bulk import write_arrow
@@ -100,23 +100,12 @@ def score_file(
     ``source`` is a file (any format ``ingest`` reads, local or fsspec URL) or
     ``warehouse:unlabelled``: the silver loans that have no outcome yet.
     """
-    name, version = model.name, model.version
+    name = model.name
     label, content_hash, size, chunks = _resolve_input(settings, source, warehouse)
-    run_id = uuid.uuid5(_IDS, f"{content_hash}:{name}:{version}").hex
-    run = ScoringRun(
-        scoring_run_id=run_id,
-        input=label,
-        input_hash=content_hash,
-        model_version=version,
-    )
-    with warehouse.engine.connect() as conn:
-        earlier = conn.execute(
-            sa.select(scoring_runs.c.output).where(scoring_runs.c.scoring_run_id == run_id)
-        ).scalar()
-    if earlier is not None:
-        run.skipped, run.output = True, earlier
-        run.note = f"already scored with version {version} (run {run_id})"
+    run = new_run(warehouse, model, label, content_hash)
+    if run.skipped:
         return run
+    run_id = run.scoring_run_id
     bundle = model.bundle
     folder = output_dir or settings.home / "scores"
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +114,7 @@ def score_file(
     started_at, started = datetime.now(UTC), time.perf_counter()
     if progress is not None:
         progress.start(label, size)
-    outputs = _ChunkWriter(partial, run, name, version, started_at)
+    outputs = _ChunkWriter(partial, run, name, started_at)
     try:
         with warehouse.engine.begin() as conn:
             # Output rows are built and written (Parquet, then the predictions table)
@@ -140,22 +129,7 @@ def score_file(
             outputs.close()
             run.seconds = round(time.perf_counter() - started, 3)
             run.output = str(output.resolve())
-            conn.execute(
-                sa.insert(scoring_runs).values(
-                    scoring_run_id=run_id,
-                    input=label,
-                    input_hash=content_hash,
-                    model_name=name,
-                    model_version=version,
-                    rows_in=run.rows_in,
-                    rows_scored=run.rows_scored,
-                    rows_invalid=run.rows_invalid,
-                    output=run.output,
-                    seconds=run.seconds,
-                    started_at=started_at,
-                    finished_at=datetime.now(UTC),
-                )
-            )
+            record_run(conn, run, name, started_at)
             partial.replace(output)
     finally:
         outputs.close()
@@ -164,6 +138,64 @@ def score_file(
             progress.finish()
     run.rows_per_second = round(run.rows_in / run.seconds, 1) if run.seconds else 0.0
     return run
+
+
+def new_run(
+    warehouse: Warehouse, model: ProductionModel, label: str, content_hash: str
+) -> ScoringRun:
+    """The run of this input with this model version: its id is derived from both, so
+    it is found (``skipped``, with the earlier output) when it has been done before."""
+    run_id = uuid.uuid5(_IDS, f"{content_hash}:{model.name}:{model.version}").hex
+    run = ScoringRun(
+        scoring_run_id=run_id, input=label, input_hash=content_hash, model_version=model.version
+    )
+    with warehouse.engine.connect() as conn:
+        earlier = conn.execute(
+            sa.select(scoring_runs.c.output).where(scoring_runs.c.scoring_run_id == run_id)
+        ).scalar()
+    if earlier is not None:
+        run.skipped, run.output = True, earlier
+        run.note = f"already scored with version {model.version} (run {run_id})"
+    return run
+
+
+def record_run(conn: sa.Connection, run: ScoringRun, name: str, started_at: datetime) -> None:
+    """The ``scoring_runs`` row, written in the transaction of the run's predictions."""
+    conn.execute(
+        sa.insert(scoring_runs).values(
+            scoring_run_id=run.scoring_run_id,
+            input=run.input,
+            input_hash=run.input_hash,
+            model_name=name,
+            model_version=run.model_version,
+            rows_in=run.rows_in,
+            rows_scored=run.rows_scored,
+            rows_invalid=run.rows_invalid,
+            output=run.output,
+            seconds=run.seconds,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+        )
+    )
+
+
+def log_predictions(
+    conn: sa.Connection, scored: pa.Table, run: ScoringRun, name: str, now: datetime
+) -> None:
+    """The valid rows of a scored table (ids given) as ``predictions`` rows."""
+    valid = scored.filter(scored["pd"].is_valid())
+    if not valid.num_rows:
+        return
+    columns = {n: valid[n] for n in valid.column_names if n not in ("error", "source_row")}
+    rows, constants = log_table(
+        columns,
+        scoring_run_id=run.scoring_run_id,
+        model_name=name,
+        model_version=run.model_version,
+        alias=Alias.PRODUCTION.value,
+        created_at=now,
+    )
+    write_arrow(conn, predictions, rows, constants=constants)
 
 
 WAREHOUSE_UNLABELLED = "warehouse:unlabelled"
@@ -216,121 +248,51 @@ def _resolve_input(
     return raw_file.url, raw_file.content_hash, raw_file.size, from_file
 
 
-@dataclass
-class _Scored:
-    """One scored chunk: the model's answers and what the prediction log needs."""
-
-    out: pd.DataFrame  # one row per input row, indexed by source row
-    chunk: pd.DataFrame  # the rows as read
-    fields: list[str]  # the chunk's columns the model reads
-    features: pd.DataFrame  # the model inputs of the valid rows, in row order
-    valid: np.ndarray
-
-
-def _score_chunk(bundle: ScoringBundle, chunk: pd.DataFrame, run: ScoringRun) -> _Scored:
-    """Score one chunk; everything else (ids, JSON, Arrow, writes) is the writer's job."""
-    out, features = bundle.predict_with_features(chunk)
-    out.index = chunk.index
-    valid = out["pd"].notna().to_numpy()
-    run.rows_in += len(chunk)
-    run.rows_scored += int(valid.sum())
-    run.rows_invalid += int((~valid).sum())
-    if not features.index.is_monotonic_increasing:
-        features = features.sort_index()
-    # The application as sent: the fields the model takes (not outcome columns of the file).
-    fields = [c for c in chunk.columns if c in bundle.input_fields()]
-    return _Scored(out, chunk, fields, features, valid)
-
-
-# One adverse-action reason: its code, the applicant-facing statement, its contribution.
-REASON = pa.struct([("code", pa.string()), ("reason", pa.string()), ("contribution", pa.float64())])
-_OUTPUT_SCHEMA = pa.schema(
-    [
-        ("prediction_id", pa.string()),
-        ("source_row", pa.int64()),
-        ("loan_id", pa.string()),
-        ("pd", pa.float64()),
-        ("default_class", pa.int64()),
-        ("decision", pa.string()),
-        ("grade", pa.string()),
-        ("reasons", pa.string()),
-        ("error", pa.string()),
-    ]
+OUTPUT_SCHEMA = pa.schema(
+    [pa.field("prediction_id", pa.string()), pa.field("source_row", pa.int64())]
+    + [f for f in SCORED_SCHEMA if f.name not in ("input", "features")]
 )
 
 
-class _ChunkWriter:
-    """Turns scored chunks into the Parquet output and ``predictions`` rows, in order."""
+def _score_chunk(bundle: ScoringBundle, chunk: pd.DataFrame, run: ScoringRun) -> pa.Table:
+    """Score one chunk and give its rows their ids; the writes are the writer's job."""
+    table = score_table(bundle, chunk)
+    rows = chunk.index.to_numpy()
+    valid = int(pc.sum(table["pd"].is_valid()).as_py() or 0)
+    run.rows_in += len(chunk)
+    run.rows_scored += valid
+    run.rows_invalid += len(chunk) - valid
+    table = table.add_column(0, "source_row", pa.array(rows, pa.int64()))
+    return table.add_column(0, "prediction_id", prediction_ids(run.scoring_run_id, rows))
 
-    def __init__(
-        self,
-        path: Path,
-        run: ScoringRun,
-        name: str,
-        version: str,
-        now: datetime,
-    ) -> None:
-        self._path, self._run, self._now = path, run, now
-        self._name, self._version = name, version
+
+class _ChunkWriter:
+    """Writes scored chunks (ids given) to the Parquet output and ``predictions``, in order."""
+
+    def __init__(self, path: Path, run: ScoringRun, name: str, now: datetime) -> None:
+        self._path, self._run, self._name, self._now = path, run, name, now
         self._parquet: pq.ParquetWriter | None = None
 
-    def job(self, scored: _Scored) -> Callable[[sa.Connection], None]:
-        return lambda conn: self._write(conn, scored)
+    def job(self, scored: pa.Table) -> Callable[[sa.Connection], None]:
+        return lambda conn: self.write(conn, scored)
 
     def close(self) -> None:
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None
 
-    def _write(self, conn: sa.Connection, scored: _Scored) -> None:
-        table = self._output_table(scored.out)
+    def write(self, conn: sa.Connection, scored: pa.Table) -> None:
         if self._parquet is None:
-            self._parquet = pq.ParquetWriter(self._path, _OUTPUT_SCHEMA)
-        self._parquet.write_table(table)
-        if scored.valid.any():
-            rows, constants = self._prediction_rows(table, scored)
-            write_arrow(conn, predictions, rows, constants=constants)
-
-    def _output_table(self, out: pd.DataFrame) -> pa.Table:
-        rows = out.index.to_numpy()
-        reasons = pa.array(out["reasons"].to_numpy(), pa.list_(REASON), from_pandas=True)
-        columns = {
-            "prediction_id": _prediction_ids(self._run.scoring_run_id, rows),
-            "source_row": pa.array(rows, pa.int64()),
-            "loan_id": pc.cast(arrow_column(out["loan_id"]), pa.string()),
-            "pd": pa.array(out["pd"].to_numpy(), pa.float64()),
-            "default_class": pa.array(out["default_class"], pa.int64(), from_pandas=True),
-            "decision": pa.array(out["decision"], pa.string(), from_pandas=True),
-            "grade": pa.array(out["grade"], pa.string(), from_pandas=True),
-            "reasons": pc.if_else(reasons.is_null(), None, json_literals(reasons)),
-            "error": pa.array(out["error"], pa.string(), from_pandas=True),
-        }
-        return pa.table(columns, schema=_OUTPUT_SCHEMA)
-
-    def _prediction_rows(self, table: pa.Table, scored: _Scored) -> tuple[pa.Table, dict[str, Any]]:
-        """The valid rows as prediction-log rows (``predictions.log_table``)."""
-        mask = pa.array(scored.valid)
-        valid = table.filter(mask)
-        # JSON of every row, then one filter (cheaper than filtering each field).
-        inputs = [arrow_column(scored.chunk[field]) for field in scored.fields]
-        columns = {name: valid[name] for name in valid.column_names}
-        columns["input"] = pc.filter(json_objects(scored.fields, inputs), mask)
-        columns["features"] = frame_objects(scored.features)
-        return log_table(
-            columns,
-            scoring_run_id=self._run.scoring_run_id,
-            model_name=self._name,
-            model_version=self._version,
-            alias=Alias.PRODUCTION.value,
-            created_at=self._now,
-        )
+            self._parquet = pq.ParquetWriter(self._path, OUTPUT_SCHEMA)
+        self._parquet.write_table(scored.select(OUTPUT_SCHEMA.names))
+        log_predictions(conn, scored, self._run, self._name, self._now)
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 _NIBBLES = np.arange(44, -1, -4, dtype=np.int64)
 
 
-def _prediction_ids(run_id: str, rows: np.ndarray) -> pa.Array:
+def prediction_ids(run_id: str, rows: np.ndarray) -> pa.Array:
     """Deterministic ids: the run id's first 20 characters, then the source row in 12 hex
     digits (the run id already stands for the input's hash and the model version)."""
     digits = np.ascontiguousarray(_HEX[(rows.astype(np.int64)[:, None] >> _NIBBLES) & 0xF])

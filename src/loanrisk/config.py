@@ -102,6 +102,13 @@ class TrainingSettings(BaseModel):
     max_pd: float = Field(
         default=0.2, gt=0, lt=1, description="Highest PD approved under the max_pd policy."
     )
+    study_storage: str = Field(
+        default="",
+        description="Where Optuna keeps each tuning study, so that several 'loanrisk train' "
+        "processes (Airflow mapped tasks, Kubernetes Jobs) share one search: empty (in "
+        "memory, this process only), 'warehouse' (the warehouse's database) or an "
+        "SQLAlchemy URL.",
+    )
     monotone_constraints: bool = Field(
         default=True,
         description="Train XGBoost and LightGBM with the profile's directions of risk and "
@@ -249,6 +256,19 @@ class DataSettings(BaseModel):
     )
 
 
+class SparkSettings(BaseModel):
+    """The Spark engine of ``loanrisk score --engine spark`` (the ``spark`` extra)."""
+
+    master: str = Field(
+        default="local[*]",
+        description="Spark master: local[N], spark://host:7077, yarn, k8s://https://host.",
+    )
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description='Extra Spark settings as JSON, e.g. {"spark.executor.memory": "4g"}.',
+    )
+
+
 class Settings(BaseSettings):
     """Effective configuration of one loanrisk installation."""
 
@@ -272,6 +292,7 @@ class Settings(BaseSettings):
     promotion: PromotionSettings = PromotionSettings()
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    spark: SparkSettings = SparkSettings()
 
     @field_validator("log_level")
     @classmethod

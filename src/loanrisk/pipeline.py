@@ -7,6 +7,8 @@ score -> monitor); every step says why when it has nothing new to do and skips.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ from loanrisk.warehouse.queries import (
 
 if TYPE_CHECKING:  # the modeling stack is imported only by the steps that run it
     from loanrisk.batch import ScoringRun
+    from loanrisk.modeling.fitting import Studies
     from loanrisk.modeling.train import TrainResult
     from loanrisk.monitoring.monitor import MonitorResult
     from loanrisk.promotion import PromotionResult
@@ -103,7 +106,62 @@ def run_train(
         fingerprint=fingerprint,
         labels_by_vintage=labels_by_vintage(warehouse.engine),
         protected=protected_attributes(warehouse.engine, warehouse.profile.protected_columns),
+        studies=shared_studies(settings, state),
     )
+
+
+def run_tune(
+    settings: Settings, warehouse: Warehouse, *, progress: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    """``train --tune-only``: add trials to the shared studies of gold's current rows
+    (``training.study_storage``); register nothing. The ``loanrisk train`` that runs with
+    the same settings joins the same studies and fits their best parameters."""
+    state = gold_state(warehouse.engine)
+    if state is None:
+        raise LoanriskError(
+            "gold has no labelled rows: ingest loan files first ('loanrisk ingest FILE')"
+        )
+    studies = shared_studies(settings, state)
+    if studies is None:
+        raise LoanriskError(
+            "--tune-only needs a shared study: set LOANRISK_TRAINING__STUDY_STORAGE to "
+            "'warehouse' or an SQLAlchemy URL"
+        )
+    if settings.training.trials <= 1:
+        raise LoanriskError("--tune-only needs training.trials > 1 (the study's size)")
+    from loanrisk.modeling.fitting import tune_all
+
+    say = progress or (lambda _message: None)
+    return tune_all(read_gold(warehouse.engine), warehouse.profile, settings.training, say, studies)
+
+
+def shared_studies(settings: Settings, state: str) -> Studies | None:
+    """The shared tuning studies of this gold state and these settings, or None when
+    tuning stays in this process. Every process with the same data and settings derives
+    the same names, so they join one search."""
+    from loanrisk.modeling.fitting import Studies
+
+    storage = settings.training.study_storage.strip()
+    if not storage or settings.training.trials <= 1:
+        return None
+    url = storage
+    if storage == "warehouse":  # beside the warehouse's tables, never among them
+        url = settings.warehouse_url
+        if url.startswith("sqlite"):
+            url = f"sqlite:///{(settings.home / 'studies.db').resolve()}"
+    options = settings.training
+    shape = [
+        state,
+        settings.data.profile,
+        options.trials,
+        options.seed,
+        options.test_months,
+        options.valid_months,
+        options.use_proxies,
+        options.monotone_constraints,
+    ]
+    digest = hashlib.sha256(json.dumps(shape, default=str).encode()).hexdigest()[:12]
+    return Studies(url, f"loanrisk-{settings.mlflow.model_name}-{digest}")
 
 
 def _require_new_data(warehouse: Warehouse, models: Registry, state: str) -> None:

@@ -20,7 +20,7 @@ from loanrisk.cli.common import (
     setting_help,
 )
 from loanrisk.cli.render import print_candidates
-from loanrisk.pipeline import run_promote, run_train
+from loanrisk.pipeline import run_promote, run_train, run_tune
 
 
 @app.command("train")
@@ -43,6 +43,17 @@ def train_command(
             "--if-new-data", help="Skip (exit 0) when gold is unchanged since the newest version."
         ),
     ] = False,
+    tune_only: Annotated[
+        bool,
+        typer.Option(
+            "--tune-only",
+            help="Only add trials to the shared tuning studies (training.study_storage) and "
+            "register nothing: a worker beside the 'loanrisk train' that registers.",
+        ),
+    ] = False,
+    study_storage: Annotated[
+        str | None, typer.Option(help=setting_help("training.study_storage"))
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train LR, XGBoost and LightGBM on gold, out of time; register the best at @staging.
@@ -61,6 +72,21 @@ def train_command(
         options.test_months = test_months
     if valid_months is not None:
         options.valid_months = valid_months
+    if study_storage is not None:
+        options.study_storage = study_storage
+    say = None if as_json else (lambda m: err.print(f"[dim]{m}[/]", highlight=False))
+    if tune_only:
+        searched = run_tune(run.settings, run.warehouse, progress=say)
+        if as_json:
+            emit_json({"studies": searched})
+            return
+        for study in searched:
+            out.print(
+                f"{study['candidate']}: study {study['study']} holds {study['trials']} trials "
+                f"({study['this_worker']} from this worker), best validation AUC "
+                f"{study['best_valid_auc']:.4f}"
+            )
+        return
     result = run_train(
         run.settings,
         run.warehouse,

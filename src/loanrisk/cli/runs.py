@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +32,15 @@ from loanrisk.cli.common import (
 )
 from loanrisk.cli.render import print_monitoring, print_scoring, print_step
 from loanrisk.data.generate import GeneratorConfig, write_generated
+from loanrisk.errors import LoanriskError
 from loanrisk.pipeline import PipelineHooks, PipelineResult, run_pipeline
+
+
+class Engine(StrEnum):
+    """Where ``loanrisk score`` scores."""
+
+    PANDAS = "pandas"
+    SPARK = "spark"
 
 
 @app.command("score")
@@ -53,12 +62,24 @@ def score_command(
     chunk_size: Annotated[
         int | None, typer.Option(help=setting_help("ingest.scoring_chunk_size"))
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="pandas: chunks in this process. spark: the same scoring on Spark "
+            "executors through mlflow.pyfunc.spark_udf (one file; needs the 'spark' extra "
+            "and Java 17+); output is a Parquet folder.",
+        ),
+    ] = Engine.PANDAS,
+    master: Annotated[
+        str | None,
+        typer.Option(help=setting_help("spark.master")),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Score a file or folder with the @production model: Parquet + predictions rows.
 
     Streams in chunks (constant memory). The same input with the same model version is
-    not scored twice; the model is loaded once per run.
+    not scored twice, whichever engine scored it; the model is loaded once per run.
     """
     from loanrisk.batch import ProductionModel, score_file
     from loanrisk.pipeline import run_score_folder
@@ -69,6 +90,24 @@ def score_command(
         settings.ingest.scoring_chunk_size = chunk_size
     source = source or str(settings.applications_dir)
     folder = Path(source).is_dir()
+    if engine is Engine.SPARK:
+        from loanrisk.sparkscore import score_file_spark
+
+        if folder:
+            raise LoanriskError(f"{source}: --engine spark scores one file at a time")
+        scored = score_file_spark(
+            settings,
+            run.warehouse,
+            ProductionModel(run.models),
+            source,
+            master=master,
+            output_dir=output,
+        )
+        if as_json:
+            emit_json(scored.as_dict())
+        else:
+            print_scoring(scored)
+        return
     with progress_bar(disable=as_json, bytes_=True) as bar:
         if folder:
             runs = run_score_folder(

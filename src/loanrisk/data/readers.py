@@ -303,13 +303,13 @@ def _parquet_batches(handle: _CountingReader, chunk_size: int) -> Iterator[pa.Re
         parquet = pq.ParquetFile(handle)
         for batch in parquet.iter_batches(batch_size=chunk_size):
             yield pa.RecordBatch.from_arrays(
-                [_as_text(column) for column in batch.columns], names=batch.schema.names
+                [as_text(column) for column in batch.columns], names=batch.schema.names
             )
     except (pa.ArrowException, OSError) as exc:
         raise InputFileError(f"not a readable Parquet file: {exc}") from exc
 
 
-def _as_text(column: pa.Array) -> pa.Array:
+def as_text(column: pa.Array) -> pa.Array:
     if pa.types.is_string(column.type):
         return column
     if pa.types.is_dictionary(column.type):

@@ -8,6 +8,9 @@ contributions in log-odds (native tree contributions; coefficient x deviation fo
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -16,6 +19,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import scipy.sparse as sp
+import sqlalchemy as sa
 import xgboost as xgb
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -43,7 +47,7 @@ class Candidate:
         self.seed = seed
 
     @classmethod
-    def suggest(cls, trial: optuna.Trial) -> dict[str, Any]:
+    def suggest(cls, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         raise NotImplementedError
 
     def fit(
@@ -88,7 +92,7 @@ class LogisticCandidate(Candidate):
     defaults: ClassVar[dict[str, Any]] = {"C": 0.1}
 
     @classmethod
-    def suggest(cls, trial: optuna.Trial) -> dict[str, Any]:
+    def suggest(cls, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         return {"C": trial.suggest_float("C", 1e-3, 10.0, log=True)}
 
     def fit(
@@ -298,7 +302,7 @@ class XGBoostCandidate(Candidate):
     }
 
     @classmethod
-    def suggest(cls, trial: optuna.Trial) -> dict[str, Any]:
+    def suggest(cls, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         return {
             "max_depth": trial.suggest_int("max_depth", 2, 8),
             "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
@@ -372,7 +376,7 @@ class LightGBMCandidate(Candidate):
     }
 
     @classmethod
-    def suggest(cls, trial: optuna.Trial) -> dict[str, Any]:
+    def suggest(cls, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         return {
             "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
             "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
@@ -456,6 +460,113 @@ class FitResult:
     trials: int
 
 
+@dataclass(frozen=True)
+class SharedStudy:
+    """A tuning study kept in a database, shared by every ``loanrisk train`` process that
+    trains on the same data with the same settings (the name says which)."""
+
+    storage: str  # an SQLAlchemy URL
+    name: str  # one family's study: "<prefix>-<family>"
+    wait_seconds: float = 3600.0  # for other processes' running trials
+
+    def open(self, seed: int) -> optuna.Study:
+        """The study, created by whichever process comes first. Each process samples with
+        a seed of its own (the same seed would propose the same parameters)."""
+        sampler = optuna.samplers.TPESampler(seed=seed + os.getpid())
+        # Two processes creating optuna's tables at once: the second sees them half made
+        # (an integrity error, or a schema "no longer compatible" until the version row is
+        # written) and tries again.
+        for attempt in range(5):
+            try:
+                return optuna.create_study(
+                    study_name=self.name,
+                    storage=self._storage(),
+                    direction="maximize",
+                    sampler=sampler,
+                    load_if_exists=True,
+                )
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError, RuntimeError):
+                if attempt == 4:
+                    raise
+                time.sleep(1.0 + attempt)
+        raise AssertionError("unreachable")
+
+    def _storage(self) -> optuna.storages.RDBStorage:
+        """Optuna's tables; on PostgreSQL in a schema of their own, ``optuna`` (optuna
+        keeps its schema version in ``alembic_version``, as the warehouse does)."""
+        url = sa.engine.make_url(self.storage)
+        if url.get_backend_name() != "postgresql":
+            return optuna.storages.RDBStorage(self.storage)
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {STUDY_SCHEMA}"))
+        finally:
+            engine.dispose()
+        return optuna.storages.RDBStorage(
+            self.storage,
+            engine_kwargs={"connect_args": {"options": f"-csearch_path={STUDY_SCHEMA}"}},
+        )
+
+    def settled(self, study: optuna.Study) -> optuna.trial.FrozenTrial:
+        """The best trial once no trial of any process is still running."""
+        deadline = time.monotonic() + self.wait_seconds
+        running = (optuna.trial.TrialState.RUNNING,)
+        while study.get_trials(deepcopy=False, states=running):
+            if time.monotonic() > deadline:
+                raise LoanriskError(
+                    f"study {self.name}: trials of other processes still running after "
+                    f"{self.wait_seconds:.0f} s"
+                )
+            time.sleep(1.0)
+        return study.best_trial
+
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+STUDY_SCHEMA = "optuna"
+
+
+class _Search:
+    """One family's fits on the training rows, scored on validation AUC; remembers the
+    best this process fitted."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: FeatureSpec,
+        train: tuple[pd.DataFrame, np.ndarray],
+        valid: tuple[pd.DataFrame, np.ndarray],
+        seed: int,
+    ) -> None:
+        if name not in CANDIDATES:
+            raise LoanriskError(f"unknown candidate {name!r}; choose from {', '.join(CANDIDATES)}")
+        self.family = CANDIDATES[name]
+        self.spec, self.train, self.valid, self.seed = spec, train, valid, seed
+        self.best: tuple[Candidate, float] | None = None
+
+    def build(self, params: dict[str, Any]) -> tuple[Candidate, float]:
+        candidate = self.family(self.spec, params, seed=self.seed)
+        candidate.fit(*self.train, *self.valid)
+        auc = float(roc_auc_score(self.valid[1], candidate.predict_raw(self.valid[0])))
+        return candidate, auc
+
+    def objective(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", WORKER)
+        candidate, auc = self.build(self.family.suggest(trial))
+        if self.best is None or auc > self.best[1]:
+            self.best = (candidate, auc)
+        return auc
+
+    def shared(self, study: SharedStudy, trials: int) -> optuna.Study:
+        """Run trials in the shared study until it holds ``trials`` (every process's)."""
+        shared = study.open(self.seed)
+        if not shared.get_trials(deepcopy=False):
+            shared.enqueue_trial(dict(self.family.defaults))
+        enough = optuna.study.MaxTrialsCallback(trials, states=None)
+        shared.optimize(self.objective, n_trials=trials, callbacks=[enough])
+        return shared
+
+
 def fit_candidate(
     name: str,
     spec: FeatureSpec,
@@ -464,38 +575,60 @@ def fit_candidate(
     *,
     trials: int,
     seed: int,
+    study: SharedStudy | None = None,
 ) -> FitResult:
     """Fit one family; with ``trials`` > 1, tune with Optuna on validation AUC.
 
     The first trial is always the default parameters, so tuning never does worse on
-    validation than no tuning.
+    validation than no tuning. With a shared ``study``, this process runs trials until
+    the study holds ``trials`` (counting every process's), waits for the others' to end,
+    and fits the study's best parameters (refitted here when another process found them),
+    so the choice is the one a single process would make from the same trials.
     """
-    if name not in CANDIDATES:
-        raise LoanriskError(f"unknown candidate {name!r}; choose from {', '.join(CANDIDATES)}")
-    family = CANDIDATES[name]
-    x_train, y_train = train
-    x_valid, y_valid = valid
-
-    def build(params: dict[str, Any]) -> tuple[Candidate, float]:
-        candidate = family(spec, params, seed=seed)
-        candidate.fit(x_train, y_train, x_valid, y_valid)
-        return candidate, float(roc_auc_score(y_valid, candidate.predict_raw(x_valid)))
-
+    search = _Search(name, spec, train, valid, seed)
     if trials <= 1:
-        candidate, auc = build({})
+        candidate, auc = search.build({})
         return FitResult(candidate, candidate.params, auc, 1)
-
-    best: dict[str, Any] = {}
-
-    def objective(trial: optuna.Trial) -> float:
-        candidate, auc = build(family.suggest(trial))
-        if auc > best.get("auc", -1.0):
-            best.update(auc=auc, candidate=candidate)
-        return auc
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.enqueue_trial(dict(family.defaults))
-    study.optimize(objective, n_trials=trials)
-    candidate = best["candidate"]
-    return FitResult(candidate, candidate.params, float(best["auc"]), trials)
+    if study is None:
+        local = optuna.create_study(
+            direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
+        )
+        local.enqueue_trial(dict(search.family.defaults))
+        local.optimize(search.objective, n_trials=trials)
+        assert search.best is not None
+        candidate, auc = search.best
+        return FitResult(candidate, candidate.params, auc, trials)
+    shared = search.shared(study, trials)
+    winner = study.settled(shared)
+    if search.best is not None and winner.value is not None and search.best[1] >= winner.value:
+        candidate, auc = search.best
+    else:  # another process's trial won: fit its parameters here
+        fixed = optuna.trial.FixedTrial(winner.params)
+        candidate, auc = search.build(search.family.suggest(fixed))
+    return FitResult(candidate, candidate.params, auc, len(shared.get_trials(deepcopy=False)))
+
+
+def tune_candidate(
+    name: str,
+    spec: FeatureSpec,
+    train: tuple[pd.DataFrame, np.ndarray],
+    valid: tuple[pd.DataFrame, np.ndarray],
+    *,
+    trials: int,
+    seed: int,
+    study: SharedStudy,
+) -> dict[str, Any]:
+    """A search-only worker: run trials in the shared study until it holds ``trials``;
+    fit nothing else (the ``loanrisk train`` that registers fits the winner)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    shared = _Search(name, spec, train, valid, seed).shared(study, trials)
+    finished = shared.get_trials(deepcopy=False)
+    mine = [t for t in finished if t.user_attrs.get("worker") == WORKER]
+    best = max((t.value for t in finished if t.value is not None), default=None)
+    return {
+        "study": study.name,
+        "trials": len(finished),
+        "this_worker": len(mine),
+        "best_valid_auc": best,
+    }

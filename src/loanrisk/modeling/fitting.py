@@ -19,7 +19,7 @@ import pandas as pd
 from loanrisk.config import TrainingSettings
 from loanrisk.constants import LABEL, VINTAGE
 from loanrisk.errors import LoanriskError
-from loanrisk.modeling.estimators import Candidate, fit_candidate
+from loanrisk.modeling.estimators import Candidate, SharedStudy, fit_candidate, tune_candidate
 from loanrisk.modeling.evaluate import (
     Calibrator,
     auc_by_vintage,
@@ -75,9 +75,65 @@ def fit_all(
     profile: Profile,
     options: TrainingSettings,
     say: Callable[[str], None],
+    studies: Studies | None = None,
 ) -> Fitted:
-    """Fit every candidate in ``options.candidates`` on ``gold``; package the best."""
+    """Fit every candidate in ``options.candidates`` on ``gold``; package the best.
+    With ``studies``, each family's tuning is shared with other processes."""
     warnings: list[str] = []
+    split, spec, frames = _prepare(gold, profile, options, warnings)
+    candidates = []
+    for name in options.candidates:
+        say(f"training {name}")
+        study = studies.of(name) if studies else None
+        fitted = fit_one(name, spec, frames, split, options, study)
+        candidates.append(fitted)
+        say(f"{name}: validation AUC {fitted.valid_auc:.4f}, test AUC {fitted.test['auc']:.4f}")
+    return _package(gold, profile, options, split, spec, frames, candidates, warnings)
+
+
+@dataclass(frozen=True)
+class Studies:
+    """Where the shared tuning studies of one training data set live: a database and a
+    name prefix derived from the data and the settings that shape the search."""
+
+    storage: str
+    prefix: str
+
+    def of(self, family: str) -> SharedStudy:
+        return SharedStudy(self.storage, f"{self.prefix}-{family}")
+
+
+def tune_all(
+    gold: pd.DataFrame,
+    profile: Profile,
+    options: TrainingSettings,
+    say: Callable[[str], None],
+    studies: Studies,
+) -> list[dict[str, Any]]:
+    """Search only: run trials in every family's shared study (``train --tune-only``)."""
+    _, spec, frames = _prepare(gold, profile, options, [])
+    found = []
+    for name in options.candidates:
+        say(f"tuning {name} in study {studies.of(name).name}")
+        found.append(
+            {"candidate": name}
+            | tune_candidate(
+                name,
+                spec,
+                frames["train"],
+                frames["valid"],
+                trials=options.trials,
+                seed=options.seed,
+                study=studies.of(name),
+            )
+        )
+    return found
+
+
+def _prepare(
+    gold: pd.DataFrame, profile: Profile, options: TrainingSettings, warnings: list[str]
+) -> tuple[Split, FeatureSpec, Frames]:
+    """The out-of-time split, the feature spec and the model frames of each part."""
     split = split_data(
         gold, test_months=options.test_months, valid_months=options.valid_months, seed=options.seed
     )
@@ -104,12 +160,20 @@ def fit_all(
         part: (model_frame(getattr(split, part), spec), getattr(split, part)[LABEL].to_numpy())
         for part in ("train", "valid", "test")
     }
-    candidates = []
-    for name in options.candidates:
-        say(f"training {name}")
-        fitted = fit_one(name, spec, frames, split, options)
-        candidates.append(fitted)
-        say(f"{name}: validation AUC {fitted.valid_auc:.4f}, test AUC {fitted.test['auc']:.4f}")
+    return split, spec, frames
+
+
+def _package(
+    gold: pd.DataFrame,
+    profile: Profile,
+    options: TrainingSettings,
+    split: Split,
+    spec: FeatureSpec,
+    frames: Frames,
+    candidates: list[FittedCandidate],
+    warnings: list[str],
+) -> Fitted:
+    """The winner on validation AUC, packaged with its master scale and policy."""
     for fitted in candidates:
         neutral = getattr(fitted.model, "neutral", [])
         if neutral:
@@ -138,14 +202,25 @@ def fit_all(
 
 
 def fit_one(
-    name: str, spec: FeatureSpec, frames: Frames, split: Split, options: TrainingSettings
+    name: str,
+    spec: FeatureSpec,
+    frames: Frames,
+    split: Split,
+    options: TrainingSettings,
+    study: SharedStudy | None = None,
 ) -> FittedCandidate:
     """Tune and fit one family on training rows (early stopping and tuning on validation),
     Platt-calibrate on validation, set the lending policy's cut-off on validation, then
     evaluate once on the test window."""
     started = time.perf_counter()
     fit = fit_candidate(
-        name, spec, frames["train"], frames["valid"], trials=options.trials, seed=options.seed
+        name,
+        spec,
+        frames["train"],
+        frames["valid"],
+        trials=options.trials,
+        seed=options.seed,
+        study=study,
     )
     model = fit.candidate
     x_valid, y_valid = frames["valid"]

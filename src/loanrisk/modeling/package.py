@@ -122,7 +122,9 @@ class ScoringBundle:
 
 
 class LoanDefaultModel(PythonModel):
-    """MLflow pyfunc wrapper: ``predict`` takes a frame of raw application fields."""
+    """MLflow pyfunc wrapper: ``predict`` takes a frame of raw application fields; the
+    ``output`` parameter picks the answer's form (``frame``; batch scoring's ``table``;
+    ``spark``, the table as the Spark engine's ``spark_udf`` takes it)."""
 
     def load_context(self, context: Any) -> None:
         import joblib
@@ -134,4 +136,12 @@ class LoanDefaultModel(PythonModel):
     ) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame):
             model_input = pd.DataFrame(model_input)
+        output = (params or {}).get("output", "frame")
+        if output in ("table", "spark"):  # batch scoring's form
+            from loanrisk.modeling.answers import score_table, spark_columns
+
+            table = score_table(self.bundle, model_input)
+            return spark_columns(table) if output == "spark" else table.to_pandas()
+        if output != "frame":
+            raise ValueError(f"params.output: {output!r} is not 'frame', 'table' or 'spark'")
         return self.bundle.predict(model_input)

@@ -15,7 +15,16 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
-from mlflow.types.schema import AnyType, ColSpec, Schema
+from mlflow.types.schema import (
+    AnyType,
+    Array,
+    ColSpec,
+    Object,
+    ParamSchema,
+    ParamSpec,
+    Property,
+    Schema,
+)
 
 import loanrisk
 from loanrisk.modeling.evaluate import save_plots
@@ -141,12 +150,38 @@ def log_model(
 
 
 def input_signature(profile: Profile) -> ModelSignature:
-    """Raw application fields, all optional and of any type (text or converted values).
+    """Raw application fields in, all optional and of any type (text or converted values);
+    the answer per application out; one parameter, ``output``.
 
     Post-origination fields and the target are not inputs; MLflow drops extra columns.
+    ``output="table"`` (the Spark engine's) answers in batch scoring's table form
+    (``loanrisk.modeling.answers``): reasons as JSON text, with the prediction log's
+    ``input`` and ``features``.
     """
     names = [n for n, c in profile.columns.items() if c.role not in NOT_INPUTS]
-    return ModelSignature(inputs=Schema([ColSpec(AnyType(), n, required=False) for n in names]))
+    reason = Object(
+        [
+            Property("code", "string"),
+            Property("reason", "string"),
+            Property("contribution", "double"),
+        ]
+    )
+    outputs = Schema(
+        [
+            ColSpec("string", "loan_id", required=False),
+            ColSpec("double", "pd", required=False),
+            ColSpec("long", "default_class", required=False),
+            ColSpec("string", "decision", required=False),
+            ColSpec("string", "grade", required=False),
+            ColSpec(Array(reason), "reasons", required=False),
+            ColSpec("string", "error", required=False),
+        ]
+    )
+    return ModelSignature(
+        inputs=Schema([ColSpec(AnyType(), n, required=False) for n in names]),
+        outputs=outputs,
+        params=ParamSchema([ParamSpec("output", "string", "frame")]),
+    )
 
 
 def git_commit() -> str:

@@ -22,7 +22,7 @@ from loanrisk.constants import LABEL, LOAN_ID, VINTAGE
 from loanrisk.modeling import tracking
 from loanrisk.modeling.card import model_card
 from loanrisk.modeling.fairness import fairness_table, groups_of
-from loanrisk.modeling.fitting import Fitted, fit_all
+from loanrisk.modeling.fitting import Fitted, Studies, fit_all
 from loanrisk.profiles.model import NUMERIC_PARSERS, Profile
 from loanrisk.registry import Registry
 
@@ -78,6 +78,7 @@ def train(
     fingerprint: dict[str, Any] | None = None,
     labels_by_vintage: list[dict[str, Any]] | None = None,
     protected: pd.DataFrame | None = None,
+    studies: Studies | None = None,
 ) -> TrainResult:
     """Train every candidate on ``gold``, log to MLflow, register the winner at @staging.
 
@@ -85,7 +86,7 @@ def train(
     """
     say = progress or (lambda _message: None)
     options = settings.training
-    fitted = fit_all(gold, profile, options, say)
+    fitted = fit_all(gold, profile, options, say, studies)
     split, bundle, winner = fitted.split, fitted.bundle, fitted.winner
     fingerprint = fingerprint or data_fingerprint(gold)
     y_test = fitted.frames["test"][1]
