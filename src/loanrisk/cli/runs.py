@@ -32,7 +32,7 @@ from loanrisk.cli.common import (
 )
 from loanrisk.cli.render import print_monitoring, print_scoring, print_step
 from loanrisk.data.generate import GeneratorConfig, write_generated
-from loanrisk.errors import LoanriskError
+from loanrisk.errors import NothingToDo
 from loanrisk.pipeline import PipelineHooks, PipelineResult, run_pipeline
 
 
@@ -65,9 +65,10 @@ def score_command(
     engine: Annotated[
         Engine,
         typer.Option(
+            envvar="LOANRISK_SCORE_ENGINE",
             help="pandas: chunks in this process. spark: the same scoring on Spark "
-            "executors through mlflow.pyfunc.spark_udf (one file; needs the 'spark' extra "
-            "and Java 17+); output is a Parquet folder.",
+            "executors through mlflow.pyfunc.spark_udf (files, not the warehouse; needs the "
+            "'spark' extra and Java 17+); output is a Parquet folder per file.",
         ),
     ] = Engine.PANDAS,
     master: Annotated[
@@ -91,21 +92,21 @@ def score_command(
     source = source or str(settings.applications_dir)
     folder = Path(source).is_dir()
     if engine is Engine.SPARK:
+        from loanrisk.pipeline import data_files
         from loanrisk.sparkscore import score_file_spark
 
-        if folder:
-            raise LoanriskError(f"{source}: --engine spark scores one file at a time")
-        scored = score_file_spark(
-            settings,
-            run.warehouse,
-            ProductionModel(run.models),
-            source,
-            master=master,
-            output_dir=output,
-        )
+        model = ProductionModel(run.models)
+        files = [str(f) for f in data_files(Path(source))] if folder else [source]
+        if not files:
+            raise NothingToDo(f"no application files in {source}")
+        done = [
+            score_file_spark(settings, run.warehouse, model, f, master=master, output_dir=output)
+            for f in files
+        ]
         if as_json:
-            emit_json(scored.as_dict())
-        else:
+            emit_json([r.as_dict() for r in done] if folder else done[0].as_dict())
+            return
+        for scored in done:
             print_scoring(scored)
         return
     with progress_bar(disable=as_json, bytes_=True) as bar:
