@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from loanrisk.config import Settings
 from loanrisk.constants import LABEL, LOAN_ID, Alias, Table
-from loanrisk.data.readers import describe, expand_sources, read_chunks
+from loanrisk.data.readers import RawFile, describe, expand_sources, read_chunks
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.answers import SCORED_SCHEMA, score_table
 from loanrisk.predictions import log_table
@@ -198,6 +198,15 @@ def log_predictions(
     write_arrow(conn, predictions, rows, constants=constants)
 
 
+def one_file(settings: Settings, source: str) -> RawFile:
+    """The one file ``source`` names, with its size and SHA-256 (the run's input hash)."""
+    timeout = settings.ingest.source_timeout_seconds
+    files = expand_sources([source], timeout=timeout)
+    if len(files) != 1:
+        raise LoanriskError(f"{source}: score one file at a time ({len(files)} matched)")
+    return describe(files[0], timeout=timeout)
+
+
 WAREHOUSE_UNLABELLED = "warehouse:unlabelled"
 Chunks = Callable[[Callable[[int], None] | None], Iterator[pd.DataFrame]]
 
@@ -231,10 +240,7 @@ def _resolve_input(
 
         return WAREHOUSE_UNLABELLED, digest, len(ids), from_warehouse
     timeout = settings.ingest.source_timeout_seconds
-    files = expand_sources([source], timeout=timeout)
-    if len(files) != 1:
-        raise LoanriskError(f"{source}: score one file at a time ({len(files)} matched)")
-    raw_file = describe(files[0], timeout=timeout)
+    raw_file = one_file(settings, source)
 
     def from_file(on_bytes: Callable[[int], None] | None) -> Iterator[pd.DataFrame]:
         yield from read_chunks(

@@ -38,10 +38,10 @@ from loanrisk.batch import (
     ScoringRun,
     log_predictions,
     new_run,
+    one_file,
     record_run,
 )
 from loanrisk.config import Settings
-from loanrisk.data.readers import describe, expand_sources
 from loanrisk.errors import InputFileError, LoanriskError
 from loanrisk.modeling.answers import SCORED_SCHEMA
 from loanrisk.warehouse.engine import Warehouse
@@ -127,11 +127,7 @@ def _identify(settings: Settings, source: str) -> tuple[str, str]:
     hashes it (so both engines know the same run), for anything fsspec opens."""
     if source.startswith("warehouse:"):
         raise LoanriskError(f"{source}: the Spark engine scores files; use the default engine")
-    timeout = settings.ingest.source_timeout_seconds
-    files = expand_sources([source], timeout=timeout)
-    if len(files) != 1:
-        raise LoanriskError(f"{source}: score one file at a time ({len(files)} matched)")
-    raw = describe(files[0], timeout=timeout)
+    raw = one_file(settings, source)
     return raw.url, raw.content_hash
 
 

@@ -88,7 +88,7 @@ def fit_all(
         fitted = fit_one(name, spec, frames, split, options, study)
         candidates.append(fitted)
         say(f"{name}: validation AUC {fitted.valid_auc:.4f}, test AUC {fitted.test['auc']:.4f}")
-    return _package(gold, profile, options, split, spec, frames, candidates, warnings)
+    return _package(profile, options, split, spec, frames, candidates, warnings)
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,6 @@ def _prepare(
 
 
 def _package(
-    gold: pd.DataFrame,
     profile: Profile,
     options: TrainingSettings,
     split: Split,
