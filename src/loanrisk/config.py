@@ -44,6 +44,14 @@ class IngestSettings(BaseModel):
         description="Give up on a remote source (http, s3, ...) that does not answer this long "
         "(exit code 75: retry later).",
     )
+    max_reject_share: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Refuse a file (load nothing of it, exit 1, print the most frequent "
+        "reasons) when more than this share of its rows would be rejected: usually a "
+        "profile that does not fit the file. 1 loads whatever the share.",
+    )
     scoring_chunk_size: int = Field(
         default=20_000,
         ge=100,
@@ -255,6 +263,12 @@ class DataSettings(BaseModel):
         description="Folder of new applications the pipeline scores; default <home>/applications.",
     )
 
+    @property
+    def profile_chosen(self) -> bool:
+        """Whether the profile was given (an option, the environment) rather than left at
+        its default: a warehouse otherwise uses the profile it remembers."""
+        return "profile" in self.model_fields_set
+
 
 class SparkSettings(BaseModel):
     """The Spark engine of ``loanrisk score --engine spark`` (the ``spark`` extra)."""
@@ -373,7 +387,8 @@ def get_settings(**overrides: Any) -> Settings:
         settings = Settings()
         if overrides:
             settings = Settings.model_validate(
-                settings.model_dump() | {k: v for k, v in overrides.items() if v is not None}
+                settings.model_dump(exclude_unset=True)
+                | {k: v for k, v in overrides.items() if v is not None}
             )
     except ValueError as exc:
         raise ConfigError(f"invalid settings: {exc}") from exc

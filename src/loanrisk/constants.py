@@ -43,6 +43,8 @@ LABEL = "label"
 TARGET_RAW = "target_raw"
 BATCH_ID = "batch_id"
 SOURCE_ROW = "source_row"
+# A raw frame column set by the reader on rows whose field count is not the header's.
+ROW_PROBLEM = "_row_problem"
 
 
 class Label(StrEnum):

@@ -17,6 +17,10 @@ class InputFileError(LoanriskError):
     """An input file that cannot be read as loans (missing columns, bad encoding, ...)."""
 
 
+class RejectedFileError(InputFileError):
+    """A file whose share of rejected rows is above the limit: nothing of it was loaded."""
+
+
 class WarehouseError(LoanriskError):
     """The warehouse is unreachable or in a state that forbids the operation."""
 

@@ -23,6 +23,8 @@ from loanrisk.data.generate import TRUTH_SUFFIX
 from loanrisk.data.readers import SUFFIXES, parse_delimiter
 from loanrisk.errors import LoanriskError, NothingToDo, UnreachableError
 from loanrisk.monitoring.store import pending
+from loanrisk.profiles.loader import profile_fingerprint
+from loanrisk.profiles.model import Profile
 from loanrisk.registry import Registry
 from loanrisk.warehouse.engine import Warehouse
 from loanrisk.warehouse.ingest import (
@@ -65,6 +67,7 @@ def run_ingest(
         encoding=settings.ingest.encoding,
         delimiter=parse_delimiter(delimiter),
         timeout=settings.ingest.source_timeout_seconds,
+        max_reject_share=settings.ingest.max_reject_share,
     )
     results = ingest(
         warehouse.engine, warehouse.profile, sources, options=options, progress=progress
@@ -106,7 +109,7 @@ def run_train(
         fingerprint=fingerprint,
         labels_by_vintage=labels_by_vintage(warehouse.engine),
         protected=protected_attributes(warehouse.engine, warehouse.profile.protected_columns),
-        studies=shared_studies(settings, state),
+        studies=shared_studies(settings, warehouse.profile, state),
     )
 
 
@@ -121,7 +124,7 @@ def run_tune(
         raise LoanriskError(
             "gold has no labelled rows: ingest loan files first ('loanrisk ingest FILE')"
         )
-    studies = shared_studies(settings, state)
+    studies = shared_studies(settings, warehouse.profile, state)
     if studies is None:
         raise LoanriskError(
             "--tune-only needs a shared study: set LOANRISK_TRAINING__STUDY_STORAGE to "
@@ -135,7 +138,7 @@ def run_tune(
     return tune_all(read_gold(warehouse.engine), warehouse.profile, settings.training, say, studies)
 
 
-def shared_studies(settings: Settings, state: str) -> Studies | None:
+def shared_studies(settings: Settings, profile: Profile, state: str) -> Studies | None:
     """The shared tuning studies of this gold state and these settings, or None when
     tuning stays in this process. Every process with the same data and settings derives
     the same names, so they join one search."""
@@ -152,7 +155,7 @@ def shared_studies(settings: Settings, state: str) -> Studies | None:
     options = settings.training
     shape = [
         state,
-        settings.data.profile,
+        profile_fingerprint(profile),
         options.trials,
         options.seed,
         options.test_months,

@@ -75,6 +75,7 @@ def test_fast_path_equals_frame_path(data, real_data, name):
             r if isinstance(r, list) else None for r in reference["reasons"]
         ]
         assert [r["error"] is None for r in fast] == [e is None for e in reference["error"]]
+        assert [r["loan_id"] for r in fast] == list(reference["loan_id"])  # derived ids too
     assert (
         sum(r["error"] is not None for r in bundle.fast().score(generated.to_dict("records"))) > 0
     )  # the dirty rows are refused on both paths

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from loanrisk.config import Settings
 from loanrisk.data.generate import GeneratorConfig, write_generated
-from loanrisk.errors import InputFileError, WarehouseError
+from loanrisk.errors import InputFileError, RejectedFileError, WarehouseError
 from loanrisk.warehouse.engine import Warehouse, make_engine, migrate
 from tests import steps
 
@@ -109,15 +109,16 @@ def test_new_file_adds_its_rows_and_a_later_extract_updates(warehouse_settings, 
 def test_failure_part_way_leaves_no_partial_batch(warehouse_settings, tmp_path):
     good = tmp_path / "good.csv"
     write_generated(GeneratorConfig(rows=3_000, months=6, seed=2), good)
-    lines = good.read_text().splitlines(keepends=True)
-    broken = tmp_path / "broken.csv"
-    # A ragged row far into the file: the first chunks load before the error.
-    broken.write_text("".join(lines[:2_500]) + "1,2,3\n" + "".join(lines[2_500:]))
+    other = tmp_path / "other.csv"
+    write_generated(GeneratorConfig(rows=3_000, months=6, seed=3, dirty_share=0.01), other)
     steps.ingest(warehouse_settings, [str(good)])
     before = counts(warehouse_settings)
+    # Every chunk of the second file is written before its reject share is known; the
+    # refusal then takes all of them back.
     warehouse_settings.ingest.chunk_size = 500
-    with pytest.raises(InputFileError, match="different number of fields"):
-        steps.ingest(warehouse_settings, [str(broken)])
+    warehouse_settings.ingest.max_reject_share = 0.0
+    with pytest.raises(RejectedFileError, match="nothing from this file was loaded"):
+        steps.ingest(warehouse_settings, [str(other)])
     assert counts(warehouse_settings) == before
 
 

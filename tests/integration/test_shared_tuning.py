@@ -76,4 +76,9 @@ def test_two_workers_share_one_study_and_one_version_is_registered(postgres_url,
     assert candidate["valid_auc"] == pytest.approx(best.value, abs=1e-9)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
     versions = client.search_model_versions("name = 'loan_default_model'")
-    assert [str(v.version) for v in versions] == [result["version"]] == ["1"]
+    described = [(v.version, v.run_id, v.source, v.creation_timestamp, v.tags) for v in versions]
+    assert [str(v.version) for v in versions] == [result["version"]] == ["1"], (
+        described,
+        trainer_err[-3000:],
+        worker_err[-3000:],
+    )

@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 
 from loanrisk.data.parsers import clean_text, parse_column
+from loanrisk.data.scalar import parse_value
 from loanrisk.profiles import ColumnSpec
 
 
@@ -85,3 +86,100 @@ def test_range_bounds_name_the_limit():
 def test_clean_text_turns_missing_spellings_into_none():
     cleaned = clean_text(pd.Series([" a ", "", "N/A", "null", None, "NaN", "b"]))
     assert list(cleaned) == ["a", None, None, None, None, None, "b"]
+
+
+def both_paths(parser: str, values: list, **spec) -> tuple[list, dict]:
+    """Frame and scalar parsers on the same values: they must agree, value and message."""
+    column = ColumnSpec(parser=parser, role="info", **spec)
+    typed, problems = parse(parser, values, **spec)
+    for i, value in enumerate(values):
+        one, problem = parse_value(value, column)
+        frame_value = None if pd.isna(typed[i]) else typed[i]
+        assert one == frame_value, (value, one, frame_value)
+        assert problem == problems.get(100 + i), (value, problem, problems.get(100 + i))
+    return typed, problems
+
+
+@pytest.mark.unit
+def test_missing_codes_are_missing_however_the_number_is_written():
+    values, problems = both_paths(
+        "integer", ["96", "98.0", " 98 ", 96.0, "3", "97", "XX"], missing=[96, 98, "XX"], max=50
+    )
+    assert [None if pd.isna(v) else v for v in values] == [None, None, None, None, 3, None, None]
+    assert problems == {105: "'97' is above the maximum 50"}
+
+
+@pytest.mark.unit
+def test_a_missing_code_in_a_text_column_is_matched_as_written():
+    values, problems = both_paths("category", ["U", "u", "A", None], missing=["U"])
+    assert [None if pd.isna(v) else v for v in values] == [None, "u", "A", None]
+    assert problems == {}
+
+
+@pytest.mark.unit
+def test_percent_written_in_percent_units():
+    values, problems = both_paths(
+        "percent", ["16.02", "16.02%", 7, "0.5", "x"], unit="percent", max=1
+    )
+    assert values[:4] == pytest.approx([0.1602, 0.1602, 0.07, 0.005])
+    assert problems == {104: "'x' is not a percentage"}
+    # The same column read as fractions: 16.02 is 1602 %, above the maximum.
+    _, as_fractions = both_paths("percent", ["16.02", "0.16"], max=1)
+    assert as_fractions == {100: "'16.02' is above the maximum 1"}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("action", "expected", "expected_problems"),
+    [
+        (
+            "reject",
+            [None, 30, None],
+            {100: "'144' is above the maximum 120", 102: "'-1' is below the minimum 18"},
+        ),
+        ("missing", [None, 30, None], {}),
+        ("clip", [120, 30, 18], {}),
+    ],
+)
+def test_out_of_range_values_are_rejected_set_missing_or_clipped(
+    action, expected, expected_problems
+):
+    values, problems = both_paths(
+        "integer", ["144", "30", "-1"], min=18, max=120, out_of_range=action
+    )
+    assert [None if pd.isna(v) else v for v in values] == expected
+    assert problems == expected_problems
+
+
+@pytest.mark.unit
+def test_clip_to_a_fractional_bound_keeps_whole_numbers_whole():
+    values, _ = both_paths("integer", ["0", "10"], min=0.5, max=9.5, out_of_range="clip")
+    assert list(values) == [1, 9]
+    floats, _ = both_paths("number", ["0", "10"], min=0.5, max=9.5, out_of_range="clip")
+    assert list(floats) == [0.5, 9.5]
+
+
+@pytest.mark.unit
+def test_categories_are_checked_on_both_paths():
+    _values, problems = both_paths("category", ["A", "Z", None], categories=["A", "B"])
+    assert problems == {101: "'Z' is not one of A, B"}
+    kept, none = both_paths("category", ["A", "Z"], categories=["A", "B"], out_of_range="missing")
+    assert [None if pd.isna(v) else v for v in kept] == ["A", None] and none == {}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({"parser": "number", "unit": "percent"}, "unit applies to the percent parser only"),
+        ({"parser": "number", "out_of_range": "clip"}, "needs min, max or categories"),
+        (
+            {"parser": "category", "categories": ["A"], "out_of_range": "clip"},
+            "numeric columns only",
+        ),
+        ({"parser": "text", "categories": ["A"]}, "categories apply to the category parser only"),
+    ],
+)
+def test_incoherent_column_options_are_refused(spec, problem):
+    with pytest.raises(ValueError, match=problem):
+        ColumnSpec(**spec)

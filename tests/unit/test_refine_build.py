@@ -3,6 +3,7 @@ import pytest
 
 from loanrisk.data.build import assert_no_leakage, build_features
 from loanrisk.data.refine import check_columns, drop_duplicate_ids, refine
+from loanrisk.data.scalar import application_key, refine_record
 from loanrisk.errors import InputFileError, LoanriskError
 from loanrisk.profiles import Profile
 
@@ -113,6 +114,16 @@ def test_files_without_id_get_stable_content_keys(profile: Profile):
     changed = refine(raw_frame([{**no_id, "loan_amnt": "5001"}]), profile).silver["loan_id"]
     assert first == second and first.startswith("h")
     assert changed.iloc[0] != first
+    # Only application fields count: the same application without its outcome and
+    # post-origination columns (as it is scored), or with an empty field instead of no
+    # field, gets the same id; so does one record on the scalar path.
+    application = {k: v for k, v in no_id.items() if k not in ("loan_status", "total_pymnt")}
+    scored = refine(raw_frame([application]), profile, applications=True).silver["loan_id"]
+    assert scored.iloc[0] == first
+    blank = refine(raw_frame([{**no_id, "purpose": ""}]), profile).silver["loan_id"]
+    assert blank.iloc[0] == first
+    typed, problems = refine_record(application, profile)
+    assert not problems and application_key(typed, profile) == first
 
 
 @pytest.mark.unit

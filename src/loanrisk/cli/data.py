@@ -136,6 +136,9 @@ def ingest_command(
     delimiter: Annotated[
         str, typer.Option(help="CSV field delimiter: ',', ';', '|', 'tab' or '\\t'.")
     ] = ",",
+    max_reject_share: Annotated[
+        float | None, typer.Option(help=setting_help("ingest.max_reject_share"))
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Load raw loan files into bronze, refine them into silver and build gold features.
@@ -150,6 +153,8 @@ def ingest_command(
         settings.ingest.chunk_size = chunk_size
     if encoding is not None:
         settings.ingest.encoding = encoding
+    if max_reject_share is not None:
+        settings.ingest.max_reject_share = max_reject_share
     files = sources or landing_files(settings)
     with progress_bar(disable=as_json, bytes_=True) as bar:
         results, status = run_ingest(
@@ -191,6 +196,8 @@ def ingest_command(
                 f"{' ...' if len(r.columns_ignored) > 8 else ''}[/]",
                 highlight=False,
             )
+        for warning in r.warnings:
+            err.print(f"[yellow]warning:[/] {r.source}: {warning}", highlight=False)
     out.print(table)
     print_status(status)
 

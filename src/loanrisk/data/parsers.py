@@ -55,14 +55,34 @@ def clean_text(raw: pd.Series) -> pd.Series:
 
 
 def parse_column(raw: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
-    """Typed values for one column plus the problems, indexed by the failing rows."""
+    """Typed values for one column plus the problems, indexed by the failing rows.
+
+    The column's missing codes become nulls first; values outside min/max or the
+    categories are rejected, set missing or clipped (``spec.out_of_range``)."""
     text = clean_arrow(raw)
-    values, failed = _parse_distinct(text, _PARSERS[spec.parser])
+    if spec.missing:
+        text = _without_codes(text, spec)
+    parser = _percent_points if spec.unit == "percent" else _PARSERS[spec.parser]
+    values, failed = _parse_distinct(text, parser)
     reasons = _reasons(text, failed, PROBLEM_TEXT[spec.parser], raw.index)
     if spec.parser in NUMERIC_PARSERS:
-        values, range_reasons = _check_range(values, text, spec, raw.index)
-        reasons = pd.concat([reasons, range_reasons]) if len(range_reasons) else reasons
+        values, bound_reasons = _check_range(values, text, spec, raw.index)
+    else:
+        values, bound_reasons = _check_categories(values, text, spec, raw.index)
+    reasons = pd.concat([reasons, bound_reasons]) if len(bound_reasons) else reasons
     return _to_series(values, spec.parser, raw.index), reasons
+
+
+def _without_codes(text: pa.Array, spec: ColumnSpec) -> pa.Array:
+    """Null where the value is one of the column's missing codes: the text as written or,
+    in a numeric column, the number it reads as (98 and 98.0 alike)."""
+    coded = pc.is_in(text, value_set=pa.array(spec.missing, pa.string()))
+    numbers = spec.missing_numbers
+    if numbers and spec.parser in NUMERIC_PARSERS:
+        written, _ = _number(text)
+        by_value = pc.is_in(written, value_set=pa.array(sorted(numbers), pa.float64()))
+        coded = pc.or_(coded, by_value)
+    return pc.if_else(pc.fill_null(coded, False), pa.scalar(None, pa.string()), text)
 
 
 def _parse_distinct(text: pa.Array, parser: Callable[[pa.Array], Parsed]) -> Parsed:
@@ -101,6 +121,13 @@ def _percent(text: pa.Array) -> Parsed:
     has_sign = pc.fill_null(pc.ends_with(text, "%"), False)
     values, _ = _number(pc.utf8_rtrim(text, characters="%"))
     values = pc.if_else(has_sign, pc.divide(values, 100.0), values)
+    return values, _failed(text, values)
+
+
+def _percent_points(text: pa.Array) -> Parsed:
+    """A percent column written in percent units: '16.02' and '16.02%' are 0.1602."""
+    values, _ = _number(pc.utf8_rtrim(text, characters="%"))
+    values = pc.divide(values, 100.0)
     return values, _failed(text, values)
 
 
@@ -201,10 +228,44 @@ def _check_range(
         if bound is None:
             continue
         outside = pc.fill_null(compare(pc.cast(values, pa.float64()), bound), False)
-        if pc.any(outside).as_py():
+        if not pc.any(outside).as_py():
+            continue
+        if spec.out_of_range == "clip":
+            limit = clip_bound(bound, word == "below the minimum", pa.types.is_integer(values.type))
+            values = pc.if_else(outside, pa.scalar(limit, values.type), values)
+            continue
+        if spec.out_of_range == "reject":
             reasons.append(_reasons(text, outside, f"is {word} {bound:g}", index))
-            values = pc.if_else(outside, pa.scalar(None, values.type), values)
+        values = pc.if_else(outside, pa.scalar(None, values.type), values)
     return values, (pd.concat(reasons) if reasons else pd.Series([], dtype=object))
+
+
+def clip_bound(bound: float, lower: bool, whole: bool) -> float | int:
+    """The value an out-of-range number is clipped to: the bound, or for a whole-number
+    column the nearest whole number inside it."""
+    if not whole:
+        return bound
+    return int(np.ceil(bound)) if lower else int(np.floor(bound))
+
+
+def _check_categories(
+    values: pa.Array, text: pa.Array, spec: ColumnSpec, index: pd.Index
+) -> tuple[pa.Array, pd.Series]:
+    """A category column's values outside its declared categories."""
+    if not spec.categories:
+        return values, pd.Series([], dtype=object)
+    known = pc.is_in(values, value_set=pa.array(spec.categories, pa.string()))
+    outside = pc.fill_null(pc.and_(pc.is_valid(values), pc.invert(known)), False)
+    if not pc.any(outside).as_py():
+        return values, pd.Series([], dtype=object)
+    reasons = pd.Series([], dtype=object)
+    if spec.out_of_range == "reject":
+        reasons = _reasons(text, outside, not_one_of(spec.categories), index)
+    return pc.if_else(outside, pa.scalar(None, values.type), values), reasons
+
+
+def not_one_of(categories: list[str]) -> str:
+    return f"is not one of {', '.join(categories)}"
 
 
 def _to_series(values: pa.Array, parser: Parser, index: pd.Index) -> pd.Series:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import gzip
 import hashlib
 import io
 import os
@@ -24,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from loanrisk.constants import ROW_PROBLEM
 from loanrisk.errors import InputFileError, UnreachableError
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -146,22 +148,28 @@ def read_chunks(
     counted = _CountingReader(handle, on_bytes)
     try:
         head = counted.peek(4)
+        form = _CsvForm(gz=head[:2] == _GZIP_MAGIC, encoding=encoding, delimiter=delimiter)
         if head[:4] == _PARQUET_MAGIC:
             batches = _parquet_batches(counted, chunk_size)
         else:
-            batches = _csv_batches(
-                counted,
-                url,
-                header,
-                gz=head[:2] == _GZIP_MAGIC,
-                encoding=encoding,
-                delimiter=delimiter,
-            )
+            batches = _csv_batches(counted, url, header, form)
         first_row = 1
         tables = _rebatch(batches, chunk_size)
         while True:
-            with _remote(url, timeout):
-                table = next(tables, None)
+            try:
+                with _remote(url, timeout):
+                    table = next(tables, None)
+            except _FieldCountError:
+                # A row with more or fewer fields than the header: read the rest with
+                # Python's csv module, which numbers rows exactly and keeps such rows
+                # (with ROW_PROBLEM set) so they become rejects with the reason.
+                handle.close()
+                with _remote(url, timeout):
+                    handle = _open(url, timeout).open()
+                counted = _CountingReader(handle, _Beyond(counted.total, on_bytes))
+                batches = _python_csv_batches(counted, url, header, form, skip=first_row - 1)
+                tables = _rebatch(batches, chunk_size)
+                continue
             if table is None:
                 break
             frame = table.to_pandas(types_mapper=pd.ArrowDtype)
@@ -236,6 +244,7 @@ class _CountingReader(io.RawIOBase):
         self._inner = inner
         self._on_bytes = on_bytes
         self._peeked = b""
+        self.total = 0  # bytes handed out
 
     def peek(self, size: int) -> bytes:
         if len(self._peeked) < size:
@@ -264,20 +273,25 @@ class _CountingReader(io.RawIOBase):
             data = self._inner.read(len(view) - n)
             view[n : n + len(data)] = data
             n += len(data)
+        self.total += n
         if self._on_bytes is not None and n:
             self._on_bytes(n)
         return n
 
 
+@dataclass(frozen=True)
+class _CsvForm:
+    """How a CSV file's bytes are written."""
+
+    gz: bool
+    encoding: str
+    delimiter: str
+
+
 def _csv_batches(
-    handle: _CountingReader,
-    url: str,
-    header: list[str],
-    *,
-    gz: bool,
-    encoding: str,
-    delimiter: str,
+    handle: _CountingReader, url: str, header: list[str], form: _CsvForm
 ) -> Iterator[pa.RecordBatch]:
+    gz, encoding, delimiter = form.gz, form.encoding, form.delimiter
     stream: Any = pa.PythonFile(handle, mode="r")
     if gz:
         stream = pa.CompressedInputStream(stream, "gzip")
@@ -294,8 +308,81 @@ def _csv_batches(
             ),
         )
         yield from reader
+    except pa.ArrowInvalid as exc:
+        text = str(exc).lower()
+        if "expected" in text and "columns" in text:
+            raise _FieldCountError(str(exc)) from exc
+        raise _unreadable(url, exc, encoding) from exc
     except (pa.ArrowException, OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
         raise _unreadable(url, exc, encoding) from exc
+
+
+class _FieldCountError(Exception):
+    """Arrow's CSV reader met a row whose field count is not the header's."""
+
+
+class _Beyond:
+    """Reports only the bytes past ``already`` (a file read again after a restart)."""
+
+    def __init__(self, already: int, on_bytes: Callable[[int], None] | None) -> None:
+        self.remaining, self.on_bytes = already, on_bytes
+
+    def __call__(self, n: int) -> None:
+        past = max(0, n - self.remaining)
+        self.remaining = max(0, self.remaining - n)
+        if past and self.on_bytes is not None:
+            self.on_bytes(past)
+
+
+def _python_csv_batches(
+    handle: _CountingReader,
+    url: str,
+    header: list[str],
+    form: _CsvForm,
+    *,
+    skip: int,
+    rows_per_batch: int = 10_000,
+) -> Iterator[pa.RecordBatch]:
+    """Rows after the first ``skip`` (blank lines are not rows, as for Arrow), empty
+    fields as nulls; a row with another field count than the header is padded or cut to
+    it and carries ROW_PROBLEM saying so."""
+    encoding, delimiter = form.encoding, form.delimiter
+    stream: Any = gzip.GzipFile(fileobj=handle) if form.gz else handle
+    reader = csv.reader(
+        io.TextIOWrapper(stream, encoding=encoding, newline=""), delimiter=delimiter
+    )
+    width = len(header)
+    names = [*header, ROW_PROBLEM]
+    rows: list[list[str | None]] = []
+    try:
+        next(reader, None)  # the header
+        for fields in reader:
+            if not fields:
+                continue
+            if skip:
+                skip -= 1
+                continue
+            problem = None
+            if len(fields) != width:
+                shown = delimiter.join(fields)
+                problem = (
+                    f"the row has {len(fields)} fields, the header {width} (a delimiter or "
+                    f"quote inside a value?): {shown[:200]!r}"
+                )
+                fields = (fields + [""] * width)[:width]
+            rows.append([f if f != "" else None for f in fields] + [problem])
+            if len(rows) == rows_per_batch:
+                yield _string_batch(rows, names)
+                rows = []
+        if rows:
+            yield _string_batch(rows, names)
+    except (csv.Error, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
+        raise _unreadable(url, exc, encoding) from exc
+
+
+def _string_batch(rows: list[list[str | None]], names: list[str]) -> pa.RecordBatch:
+    columns = [pa.array(list(values), pa.string()) for values in zip(*rows, strict=True)]
+    return pa.RecordBatch.from_arrays(columns, names=names)
 
 
 def _parquet_batches(handle: _CountingReader, chunk_size: int) -> Iterator[pa.RecordBatch]:
@@ -347,9 +434,4 @@ def _unreadable(url: str, exc: BaseException, encoding: str) -> InputFileError:
         return InputFileError(f"{url}: the gzip data is truncated or corrupt ({text})")
     if "empty" in lowered:
         return InputFileError(f"{url}: the file is empty")
-    if "expected" in lowered and "columns" in lowered:
-        return InputFileError(
-            f"{url}: a row has a different number of fields than the header ({text}); "
-            "check the delimiter and quoting"
-        )
     return InputFileError(f"{url}: cannot be read as CSV: {text}")

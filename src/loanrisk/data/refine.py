@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loanrisk.constants import LABEL, LOAN_ID, SOURCE_ROW, TARGET_RAW, VINTAGE, Label
+from loanrisk.constants import (
+    LABEL,
+    LOAN_ID,
+    ROW_PROBLEM,
+    SOURCE_ROW,
+    TARGET_RAW,
+    VINTAGE,
+    Label,
+)
 from loanrisk.data.parsers import clean_arrow, parse_column
 from loanrisk.errors import InputFileError
 from loanrisk.profiles.model import Parser, Profile, normalise_header
@@ -30,6 +38,9 @@ class RefineResult:
 
     silver: pd.DataFrame
     rejects: pd.DataFrame
+    # Every problem found, one row each (a reject row may have several): column_name,
+    # reason. Loads count them to say why rows were rejected.
+    problems: pd.DataFrame = field(default_factory=lambda: _no_problems())
 
 
 def map_headers(columns: Iterable[str], profile: Profile) -> dict[str, str]:
@@ -65,19 +76,44 @@ def check_columns(
     return mapping
 
 
-def row_keys(raw: pd.DataFrame) -> pd.Series:
-    """A stable key per row from its content, for files without an id column.
+def application_keys(typed: dict[str, pd.Series], profile: Profile, index: pd.Index) -> pd.Series:
+    """A stable key per row for files without an id column, from the typed values of the
+    application's fields (``Profile.key_columns``; a field the file lacks counts as
+    missing). ``scalar.application_key`` gives the same key for one record: numbers are
+    hashed as float64 bytes, months as month numbers, text as written after cleaning."""
+    numbers, texts = profile.key_columns
+    matrix = np.full((len(index), len(numbers)), np.nan, dtype="<f8")
+    for j, name in enumerate(numbers):
+        if name in typed:
+            matrix[:, j] = _key_numbers(typed[name])
+    joined: list[str] = [""] * len(index)
+    present = [
+        pc.fill_null(pa.array(typed[n].to_numpy(dtype=object), pa.string()), "")
+        if n in typed
+        else pa.array([""] * len(index), pa.string())
+        for n in texts
+    ]
+    if present:
+        joined = pc.binary_join_element_wise(*present, KEY_SEPARATOR).to_pylist()
+    keys = [key_of(matrix[i].tobytes(), text) for i, text in enumerate(joined)]
+    return pd.Series(keys, index=index, dtype=object)
 
-    Pass the columns in a fixed order (the caller sorts by profile name), so the same
-    values give the same key whatever the file's column order.
-    """
-    cleaned = [pc.fill_null(clean_arrow(raw[column]), "") for column in raw.columns]
-    joined = pc.binary_join_element_wise(*cleaned, "\x1f").to_pylist() if cleaned else []
-    keys = ["h" + hashlib.blake2b(text.encode(), digest_size=10).hexdigest() for text in joined]
-    return pd.Series(keys or [_EMPTY_KEY] * len(raw), index=raw.index, dtype=object)
+
+KEY_SEPARATOR = "\x1f"
 
 
-_EMPTY_KEY = "h" + hashlib.blake2b(b"", digest_size=10).hexdigest()
+def key_of(numbers: bytes, text: str) -> str:
+    return "h" + hashlib.blake2b(numbers + text.encode(), digest_size=10).hexdigest()
+
+
+def _key_numbers(values: pd.Series) -> np.ndarray:
+    """float64 values of a typed column; months as year * 12 + month; missing as NaN."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        moments = pd.DatetimeIndex(values)
+        return np.where(
+            moments.isna(), np.nan, moments.year.to_numpy() * 12.0 + moments.month.to_numpy()
+        )
+    return values.to_numpy(dtype="float64", na_value=np.nan)
 
 
 def refine(raw: pd.DataFrame, profile: Profile, *, applications: bool = False) -> RefineResult:
@@ -102,8 +138,17 @@ def refine(raw: pd.DataFrame, profile: Profile, *, applications: bool = False) -
         if len(bad):
             problems.append(pd.DataFrame({"column_name": name, "reason": bad.astype(str)}))
 
-    loan_id = _loan_ids(raw, profile, by_name, problems, applications=applications)
+    loan_id = _loan_ids(raw, typed, profile, by_name, problems, applications=applications)
     label, target_raw = _labels(typed, profile, problems)
+    if ROW_PROBLEM in raw.columns:  # the reader's: another field count than the header
+        shifted = raw.index[raw[ROW_PROBLEM].notna().to_numpy()]
+        if len(shifted):  # its fields are out of place: the one problem is the row's
+            problems[:] = [p.loc[~p.index.isin(shifted)] for p in problems]
+            problems.append(
+                pd.DataFrame(
+                    {"column_name": "(row)", "reason": raw.loc[shifted, ROW_PROBLEM].astype(str)}
+                )
+            )
 
     silver = pd.DataFrame(index=raw.index)
     silver[LOAN_ID] = loan_id
@@ -122,7 +167,8 @@ def refine(raw: pd.DataFrame, profile: Profile, *, applications: bool = False) -
 
     rejects = _collect(problems, loan_id)
     silver = silver.loc[~silver.index.isin(rejects[SOURCE_ROW])]
-    return RefineResult(silver=silver.reset_index(drop=True), rejects=rejects)
+    found = pd.concat(problems, ignore_index=True) if problems else _no_problems()
+    return RefineResult(silver=silver.reset_index(drop=True), rejects=rejects, problems=found)
 
 
 def drop_duplicate_ids(silver: pd.DataFrame, seen: set[str] | frozenset[str]) -> RefineResult:
@@ -141,6 +187,7 @@ def drop_duplicate_ids(silver: pd.DataFrame, seen: set[str] | frozenset[str]) ->
 
 def _loan_ids(
     raw: pd.DataFrame,
+    typed: dict[str, pd.Series],
     profile: Profile,
     by_name: dict[str, str],
     problems: list[pd.DataFrame],
@@ -148,7 +195,6 @@ def _loan_ids(
     applications: bool,
 ) -> pd.Series:
     id_column = profile.id.column
-    content = raw[[by_name[name] for name in sorted(by_name)]]
     if id_column is not None and id_column in by_name:
         # Parquet and spreadsheets turn 1077501 into '1077501.0'; keep ids stable.
         ids = _as_object(
@@ -158,7 +204,7 @@ def _loan_ids(
         missing = ids.isna()
         if applications:
             if missing.any():
-                ids[missing] = row_keys(content[missing.to_numpy()])
+                ids[missing] = application_keys(typed, profile, raw.index)[missing]
             return ids
         if missing.any():
             problems.append(
@@ -168,7 +214,7 @@ def _loan_ids(
                 )
             )
         return ids
-    return row_keys(content)
+    return application_keys(typed, profile, raw.index)
 
 
 def _labels(
@@ -270,6 +316,10 @@ def _collect(problems: list[pd.DataFrame], loan_id: pd.Series) -> pd.DataFrame:
     return rejects[REJECT_COLUMNS].reset_index(drop=True)
 
 
+def _no_problems() -> pd.DataFrame:
+    return pd.DataFrame({"column_name": [], "reason": []}, dtype=object)
+
+
 def _empty(parser: Parser, index: pd.Index) -> pd.Series:
     if parser is Parser.MONTH:
         return pd.Series(pd.NaT, index=index, dtype="datetime64[ns]")
@@ -283,11 +333,11 @@ def _empty(parser: Parser, index: pd.Index) -> pd.Series:
 __all__ = [
     "REJECT_COLUMNS",
     "RefineResult",
+    "application_keys",
     "check_columns",
     "drop_duplicate_ids",
     "map_headers",
     "refine",
-    "row_keys",
 ]
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
 from loanrisk.data import formats
-from loanrisk.data.parsers import PROBLEM_TEXT
+from loanrisk.data.parsers import PROBLEM_TEXT, clip_bound, not_one_of
+from loanrisk.data.refine import KEY_SEPARATOR, key_of
 from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, DerivedSpec, Parser, Profile
 
 _MISSING = formats.MISSING
@@ -65,6 +67,11 @@ def _percent(text: str) -> float | None:
     return _number(text)
 
 
+def _percent_points(text: str) -> float | None:
+    value = _number(text.rstrip("%"))
+    return None if value is None else value / 100.0
+
+
 def _pattern(pattern: re.Pattern[str]) -> Callable[[str], int | None]:
     @lru_cache(maxsize=1024)
     def parse(text: str) -> int | None:
@@ -111,18 +118,38 @@ _PARSE: dict[Parser, Callable[[str], Typed]] = {
 def parse_value(value: Any, spec: ColumnSpec) -> tuple[Typed, str | None]:
     """(typed value, problem) for one raw value; the problem reads like the frame path's."""
     text = clean(value)
-    if text is None:
+    if text is None or (spec.missing and _is_code(text, spec)):
         return None, None
-    typed = _PARSE[spec.parser](text)
+    typed = (_percent_points if spec.unit == "percent" else _PARSE[spec.parser])(text)
     if typed is None:
         return None, f"{text!r} {PROBLEM_TEXT[spec.parser]}"
     if spec.parser in NUMERIC_PARSERS:
         number = float(typed)  # type: ignore[arg-type]
-        if spec.min is not None and number < spec.min:
-            return None, f"{text!r} is below the minimum {spec.min:g}"
-        if spec.max is not None and number > spec.max:
-            return None, f"{text!r} is above the maximum {spec.max:g}"
+        for bound, lower, word in (
+            (spec.min, True, "below the minimum"),
+            (spec.max, False, "above the maximum"),
+        ):
+            if bound is None or (number >= bound if lower else number <= bound):
+                continue
+            if spec.out_of_range == "clip":
+                return clip_bound(bound, lower, isinstance(typed, int)), None
+            if spec.out_of_range == "missing":
+                return None, None
+            return None, f"{text!r} is {word} {bound:g}"
+    elif spec.categories and typed not in spec.categories:
+        if spec.out_of_range == "missing":
+            return None, None
+        return None, f"{text!r} {not_one_of(spec.categories)}"
     return typed, None
+
+
+def _is_code(text: str, spec: ColumnSpec) -> bool:
+    """Whether ``text`` is one of the column's missing codes (see ``parsers``)."""
+    if text in spec.missing:
+        return True
+    if spec.parser not in NUMERIC_PARSERS or not spec.missing_numbers:
+        return False
+    return _number(text) in spec.missing_numbers
 
 
 def refine_record(
@@ -148,6 +175,22 @@ def refine_record(
         if name != profile.target.column and name not in problems and typed.get(name) is None:
             problems[name] = "required value is missing"
     return typed, problems
+
+
+def application_key(typed: Mapping[str, Typed], profile: Profile) -> str:
+    """The derived loan id of one application: ``refine.application_keys`` for one row."""
+    numbers, texts = profile.key_columns
+    values = []
+    for name in numbers:
+        value = typed.get(name)
+        if value is None:
+            values.append(math.nan)
+        elif isinstance(value, date):
+            values.append(value.year * 12.0 + value.month)
+        else:
+            values.append(float(value))
+    packed = struct.pack(f"<{len(values)}d", *values)
+    return key_of(packed, KEY_SEPARATOR.join(str(typed.get(n) or "") for n in texts))
 
 
 def derive(typed: Mapping[str, Typed], spec: DerivedSpec) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from loanrisk.data.scalar import derive, refine_record
+from loanrisk.data.scalar import application_key, derive, refine_record
 
 
 class FastScorer:
@@ -70,7 +70,9 @@ class FastScorer:
             typed, problems = refine_record(record, self.profile, self.lookup)
             loan_id = typed.get(id_column) if id_column else None
             results[i] = {
-                "loan_id": None if loan_id is None else str(loan_id),
+                "loan_id": application_key(typed, self.profile)
+                if loan_id is None
+                else str(loan_id),
                 "pd": None,
                 "default_class": None,
                 "decision": None,

@@ -51,10 +51,25 @@ class Role(StrEnum):
 NOT_INPUTS = frozenset({Role.LEAKAGE, Role.TARGET, Role.PROTECTED})
 
 
-class ColumnSpec(BaseModel):
-    """One raw column."""
+class _Spec(BaseModel):
+    """A part of a profile. Profiles travel inside packaged models: one pickled by an
+    earlier loanrisk reads back with the defaults of fields added since."""
 
     model_config = ConfigDict(extra="forbid")
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        values = state.get("__dict__", {})
+        for name, info in type(self).model_fields.items():
+            if name not in values:
+                values[name] = info.get_default(call_default_factory=True)
+        super().__setstate__(state)
+
+
+OutOfRange = Literal["reject", "missing", "clip"]
+
+
+class ColumnSpec(_Spec):
+    """One raw column."""
 
     parser: Parser
     role: Role = Role.FEATURE
@@ -67,9 +82,52 @@ class ColumnSpec(BaseModel):
     # Which way the PD must move as the value grows (credit practice; the models are
     # trained with it and promotion checks it).
     monotone: Literal["increasing", "decreasing"] | None = None
+    missing: list[str] = Field(
+        default_factory=list,
+        description="Codes that mean 'no value' in this column (96 and 98 for 'unknown' in a "
+        "count, 'XX', ...): read as missing, never rejected. Numbers match however they are "
+        "written (98, 98.0).",
+    )
+    out_of_range: OutOfRange = Field(
+        default="reject",
+        description="A value outside min/max or the categories: 'reject' the row (kept in "
+        "silver_rejects with the reason), set it 'missing', or 'clip' it to the bound.",
+    )
+    unit: Literal["fraction", "percent"] = Field(
+        default="fraction",
+        description="percent parser: how a bare number is written, 'fraction' (0.1602) or "
+        "'percent' (16.02); '16.02%' reads as 0.1602 either way.",
+    )
+
+    @field_validator("missing", mode="before")
+    @classmethod
+    def _codes_as_text(cls, values: Any) -> Any:
+        return as_text(values)
+
+    @property
+    def missing_numbers(self) -> frozenset[float]:
+        """The missing codes that are numbers, matched on the value a number column holds."""
+        found = set()
+        for code in self.missing:
+            try:
+                found.add(float(code))
+            except ValueError:
+                continue
+        return frozenset(found)
 
     @model_validator(mode="after")
     def _coherent(self) -> ColumnSpec:
+        if self.unit != "fraction" and self.parser is not Parser.PERCENT:
+            raise ValueError(f"unit applies to the percent parser only, not {self.parser.value!r}")
+        if self.categories is not None and self.parser is not Parser.CATEGORY:
+            raise ValueError(
+                f"categories apply to the category parser only, not {self.parser.value!r}"
+            )
+        bounded = self.min is not None or self.max is not None or bool(self.categories)
+        if self.out_of_range != "reject" and not bounded:
+            raise ValueError(f"out_of_range {self.out_of_range!r} needs min, max or categories")
+        if self.out_of_range == "clip" and self.parser not in NUMERIC_PARSERS:
+            raise ValueError("out_of_range 'clip' applies to numeric columns only (min/max)")
         if (self.min is not None or self.max is not None) and self.parser not in NUMERIC_PARSERS:
             raise ValueError(f"min/max only apply to numeric parsers, not {self.parser.value!r}")
         if self.min is not None and self.max is not None and self.min > self.max:
@@ -86,19 +144,15 @@ class ColumnSpec(BaseModel):
         return self
 
 
-class IdSpec(BaseModel):
+class IdSpec(_Spec):
     """The loan id, or how to derive a stable row key when a file has none."""
-
-    model_config = ConfigDict(extra="forbid")
 
     column: str | None = None
     derive: Literal["content_hash"] = "content_hash"
 
 
-class DefaultDate(BaseModel):
+class DefaultDate(_Spec):
     """How to date a loan's default event: a month column (the last payment) plus a lag."""
-
-    model_config = ConfigDict(extra="forbid")
 
     column: str = Field(description="A month column: the last month the borrower paid.")
     lag_months: int = Field(
@@ -110,11 +164,9 @@ class DefaultDate(BaseModel):
     )
 
 
-class TargetSpec(BaseModel):
+class TargetSpec(_Spec):
     """The outcome column, which raw values mean bad, good or not yet known, and (for
     loans still on the book) the performance window a label is defined over."""
-
-    model_config = ConfigDict(extra="forbid")
 
     column: str
     bad: list[str]
@@ -133,19 +185,8 @@ class TargetSpec(BaseModel):
     @field_validator("bad", "good", "unknown", mode="before")
     @classmethod
     def _as_text(cls, values: Any) -> Any:
-        """Numbers are fine (``bad: [1]``): a 0/1 outcome column is compared as text, and
-        ``1.0`` in YAML means the ``1`` a file holds."""
-        if not isinstance(values, list):
-            return values
-        out = []
-        for value in values:
-            if isinstance(value, bool) or (isinstance(value, float) and value.is_integer()):
-                out.append(str(int(value)))
-            elif isinstance(value, int | float):
-                out.append(str(value))
-            else:
-                out.append(value)
-        return out
+        """Numbers are fine (``bad: [1]``): a 0/1 outcome column is compared as text."""
+        return as_text(values)
 
     @model_validator(mode="after")
     def _disjoint(self) -> TargetSpec:
@@ -169,19 +210,15 @@ class TargetSpec(BaseModel):
         return out
 
 
-class ReasonGroup(BaseModel):
+class ReasonGroup(_Spec):
     """Several model inputs given as one adverse-action reason, with its statement."""
-
-    model_config = ConfigDict(extra="forbid")
 
     columns: list[str] = Field(min_length=1)
     statement: str = Field(min_length=1, description="What the applicant is told.")
 
 
-class ReasonPolicy(BaseModel):
+class ReasonPolicy(_Spec):
     """How contributions become the reasons an applicant is given."""
-
-    model_config = ConfigDict(extra="forbid")
 
     max: int = Field(default=4, ge=1, le=10, description="At most this many reasons.")
     groups: dict[str, ReasonGroup] = Field(default_factory=dict)
@@ -190,20 +227,16 @@ class ReasonPolicy(BaseModel):
     )
 
 
-class RecourseSpec(BaseModel):
+class RecourseSpec(_Spec):
     """How an actionable input may change when looking for an approval: lower amounts
     down to a share of the request, or other values (a term)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     down_to: float | None = Field(default=None, gt=0, lt=1)
     values: list[float] = Field(default_factory=list)
 
 
-class DerivedSpec(BaseModel):
+class DerivedSpec(_Spec):
     """A feature computed from other columns at build time."""
-
-    model_config = ConfigDict(extra="forbid")
 
     op: Literal["mean", "ratio", "months_between"]
     inputs: list[str]
@@ -221,10 +254,8 @@ class DerivedSpec(BaseModel):
 RESERVED = frozenset({LOAN_ID, VINTAGE, LABEL, TARGET_RAW, BATCH_ID, SOURCE_ROW})
 
 
-class Profile(BaseModel):
+class Profile(_Spec):
     """A dataset profile (see ``profiles/lendingclub.yaml`` for a commented example)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     description: str = ""
@@ -348,6 +379,21 @@ class Profile(BaseModel):
         return [n for n, c in self.columns.items() if c.role not in (Role.ID, Role.TARGET)]
 
     @property
+    def key_columns(self) -> tuple[list[str], list[str]]:
+        """The application fields a derived loan id is computed from, by name: (numbers and
+        months, text). Outcome, post-origination and protected columns are left out, so an
+        application scored later gets the id the warehouse gave it."""
+        fields = sorted(
+            n for n, c in self.columns.items() if c.role not in NOT_INPUTS and c.role is not Role.ID
+        )
+        numbers = [
+            n
+            for n in fields
+            if self.columns[n].parser in NUMERIC_PARSERS or self.columns[n].parser is Parser.MONTH
+        ]
+        return numbers, [n for n in fields if n not in numbers]
+
+    @property
     def gold_features(self) -> list[str]:
         """Model inputs in gold: feature columns then derived features."""
         return [*self.feature_columns, *self.derived]
@@ -367,6 +413,22 @@ class Profile(BaseModel):
         if feature in self.derived:
             return self.derived[feature].description or feature
         return feature
+
+
+def as_text(values: Any) -> Any:
+    """Values a profile compares with raw text, given in YAML as numbers or text: ``1.0``
+    means the ``1`` a file holds."""
+    if not isinstance(values, list):
+        return values
+    out = []
+    for value in values:
+        if isinstance(value, bool) or (isinstance(value, float) and value.is_integer()):
+            out.append(str(int(value)))
+        elif isinstance(value, int | float):
+            out.append(str(value))
+        else:
+            out.append(value)
+    return out
 
 
 def normalise_header(name: str) -> str:

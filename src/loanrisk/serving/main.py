@@ -35,7 +35,8 @@ def run_server(settings: Settings) -> None:
 
     serving = settings.serving
     os.environ["LOANRISK_HOME"] = str(settings.home.resolve())
-    os.environ["LOANRISK_DATA__PROFILE"] = settings.data.profile
+    if settings.data.profile_chosen:  # else each worker reads the warehouse's own
+        os.environ["LOANRISK_DATA__PROFILE"] = settings.data.profile
     os.environ["LOANRISK_LOG_LEVEL"] = settings.log_level
     metrics_dir = None
     if serving.workers > 1 and not os.environ.get(MULTIPROCESS_ENV):

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from loanrisk.data.scalar import clean, parse_value
-from loanrisk.profiles.model import NOT_INPUTS, NUMERIC_PARSERS, ColumnSpec, Parser, Profile
+from loanrisk.profiles.model import NOT_INPUTS, NUMERIC_PARSERS, ColumnSpec, Profile
 from loanrisk.serving.bodies import ID_PATTERN, text_problem
 
 CLIENT_ID_MAX = 200
@@ -95,7 +95,7 @@ def plainly_valid(profile: Profile, text_limit: int = TEXT_MAX) -> Callable[[Any
     categories = {
         n: frozenset(spec.categories)
         for n, spec in specs.items()
-        if spec.categories and spec.parser is Parser.CATEGORY
+        if spec.categories and spec.out_of_range == "reject"
     }
     required = [n for n, spec in specs.items() if spec.required and n != profile.target.column]
     numbers = (str, int, float)
@@ -189,13 +189,6 @@ def application_model(profile: Profile, text_limit: int = TEXT_MAX) -> type[Base
             raise ValueError(problem)
         if spec.required and typed is None:
             raise ValueError("required value is missing")
-        if (
-            spec.categories
-            and typed is not None
-            and spec.parser is Parser.CATEGORY
-            and typed not in spec.categories
-        ):
-            raise ValueError(f"{typed!r} is not one of {', '.join(spec.categories)}")
         return value
 
     validators = {

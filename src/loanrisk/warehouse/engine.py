@@ -15,10 +15,11 @@ from alembic.config import Config
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from loanrisk.config import Settings, mask_url
-from loanrisk.constants import Table
+from loanrisk.constants import BUILTIN_PROFILE, Table
 from loanrisk.errors import UnreachableError, WarehouseError
 from loanrisk.profiles.loader import load_profile, profile_fingerprint
 from loanrisk.profiles.model import Profile
+from loanrisk.warehouse.schema import warehouse_meta
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,12 @@ def serialised(engine: sa.Engine, lock_id: int, name: str) -> Iterator[sa.Connec
         yield conn
 
 
-def migrate(engine: sa.Engine, profile: Profile) -> None:
-    """Bring the schema to the latest revision; refuse a warehouse built for another profile.
+def migrate(
+    engine: sa.Engine, profile: Profile | None, *, default: str = BUILTIN_PROFILE
+) -> Profile:
+    """Bring the schema to the latest revision; refuse a warehouse built for another
+    profile. Returns the warehouse's profile: ``profile`` when given (and remembered from
+    now on), else the one the warehouse remembers, else ``default``.
 
     Processes that start together (service workers, replicas, a CronJob) migrate one at a
     time: a transaction-scoped advisory lock on PostgreSQL, a lock file beside a SQLite
@@ -68,7 +73,13 @@ def migrate(engine: sa.Engine, profile: Profile) -> None:
     """
     try:
         with serialised(engine, MIGRATION_LOCK, "migrate") as conn:
-            _check_profile(conn, profile)
+            meta = _meta(conn)
+            if profile is None:
+                remembered = meta.get(PROFILE_DOCUMENT)
+                profile = (
+                    Profile.model_validate_json(remembered) if remembered else load_profile(default)
+                )
+            _check_profile(meta, profile)
             config = Config()
             config.set_main_option(
                 "script_location", str(resources.files("loanrisk.warehouse") / "migrations")
@@ -76,6 +87,11 @@ def migrate(engine: sa.Engine, profile: Profile) -> None:
             config.attributes["connection"] = conn
             config.attributes["profile"] = profile
             command.upgrade(config, "head")
+            document = profile.model_dump_json()
+            if meta.get(PROFILE_DOCUMENT) != document:
+                _remember(conn, PROFILE_DOCUMENT, document)
+                _remember(conn, "profile", profile.name)
+        return profile
     except OperationalError as exc:
         raise UnreachableError(
             f"cannot reach the warehouse at {mask_url(str(engine.url.render_as_string(False)))}: "
@@ -94,18 +110,28 @@ def _sqlite_lock(engine: sa.Engine, name: str) -> Iterator[None]:
         yield
 
 
-def _check_profile(conn: sa.Connection, profile: Profile) -> None:
+PROFILE_DOCUMENT = "profile_document"  # the profile last given, as JSON
+
+
+def _meta(conn: sa.Connection) -> dict[str, str]:
     if not sa.inspect(conn).has_table(Table.WAREHOUSE_META):
-        return
-    rows: dict[str, str] = dict(
-        conn.execute(sa.text(f"SELECT key, value FROM {Table.WAREHOUSE_META}")).all()
-    )
-    stored = rows.get("profile_fingerprint")
+        return {}
+    return dict(conn.execute(sa.select(warehouse_meta.c.key, warehouse_meta.c.value)).all())
+
+
+def _remember(conn: sa.Connection, key: str, value: str) -> None:
+    conn.execute(sa.delete(warehouse_meta).where(warehouse_meta.c.key == key))
+    conn.execute(sa.insert(warehouse_meta).values(key=key, value=value))
+
+
+def _check_profile(meta: dict[str, str], profile: Profile) -> None:
+    stored = meta.get("profile_fingerprint")
     if stored is not None and stored != profile_fingerprint(profile):
         raise WarehouseError(
-            f"this warehouse was created for profile {rows.get('profile')!r} with other columns "
-            f"(fingerprint {stored}, now {profile_fingerprint(profile)}); use another home "
-            "folder or warehouse URL for this profile"
+            f"this warehouse was created for profile {meta.get('profile')!r} with other columns "
+            f"(fingerprint {stored}, now {profile_fingerprint(profile)}); give the warehouse's "
+            "profile (--profile, once: it is remembered), or use another home folder or "
+            "warehouse URL for this profile"
         )
 
 
@@ -122,13 +148,17 @@ class Warehouse:
 
     @classmethod
     def open(cls, settings: Settings) -> Warehouse:
-        """Engine for the configured warehouse, migrated to the latest schema."""
-        profile = load_profile(settings.data.profile)
+        """Engine for the configured warehouse, migrated to the latest schema.
+
+        The profile is the one given (``--profile``, ``LOANRISK_DATA__PROFILE``), else the
+        one this warehouse remembers from the last time one was given, else the default.
+        """
+        chosen = load_profile(settings.data.profile) if settings.data.profile_chosen else None
         if settings.warehouse.url is None:
             settings.ensure_home()
         engine = make_engine(settings.warehouse_url, echo=settings.warehouse.echo_sql)
         try:
-            migrate(engine, profile)
+            profile = migrate(engine, chosen, default=settings.data.profile)
         except BaseException:
             engine.dispose()
             raise

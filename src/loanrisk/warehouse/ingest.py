@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from loanrisk.constants import BATCH_ID, LOAN_ID, SOURCE_ROW, Table
+from loanrisk.constants import BATCH_ID, LOAN_ID, ROW_PROBLEM, SOURCE_ROW, Table
 from loanrisk.data.build import build_features
 from loanrisk.data.jsonrows import json_arrays
 from loanrisk.data.parsers import to_arrow_text
@@ -35,6 +37,7 @@ from loanrisk.data.readers import (
     read_header,
 )
 from loanrisk.data.refine import check_columns, drop_duplicate_ids, refine
+from loanrisk.errors import RejectedFileError
 from loanrisk.profiles.model import Profile
 from loanrisk.warehouse.bulk import upsert_frame, write_frame
 from loanrisk.warehouse.engine import LOAD_LOCK, serialised
@@ -74,9 +77,59 @@ class BatchResult:
     rows_gold: int = 0
     columns_ignored: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Why rows were rejected, most frequent first: column, problem, rows, an example value.
+    top_reasons: list[dict[str, Any]] = field(default_factory=list)
+    # Feature columns without a single value in this file (absent or always empty).
+    empty_features: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def reject_share(self) -> float:
+        return self.rows_rejected / self.rows_bronze if self.rows_bronze else 0.0
+
+
+class _Tally:
+    """What one file's chunks add up to besides row counts: the problems by column and
+    kind (the value left out, one example kept) and the features that had a value."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.features = profile.feature_columns
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.examples: dict[tuple[str, str], str] = {}
+        self.valued: set[str] = set()
+
+    def add(self, problems: pd.DataFrame, silver: pd.DataFrame) -> None:
+        for column, reason in zip(problems["column_name"], problems["reason"], strict=True):
+            found = _QUOTED.match(reason) or _QUOTED_LAST.search(reason)
+            kind = reason.replace(found.group(0), "", 1).strip() if found else reason
+            key = (column, kind)
+            self.counts[key] += 1
+            if found and key not in self.examples:
+                self.examples[key] = found.group(1)
+        self.valued.update(c for c in self.features if c in silver and silver[c].notna().any())
+
+    def top(self, n: int = 5) -> list[dict[str, Any]]:
+        return [
+            {
+                "column": column,
+                "problem": problem,
+                "rows": rows,
+                "example": self.examples.get((column, problem)),
+            }
+            for (column, problem), rows in self.counts.most_common(n)
+        ]
+
+    def empty(self) -> list[str]:
+        return [c for c in self.features if c not in self.valued]
+
+
+# Where a reason quotes the value: first ("'16.02' is above the maximum 1") or last ("the
+# row has 6 fields, ...: 'A10...'"). The kind of problem is the reason without it.
+_QUOTED = re.compile(r"^'(.*?)' ")
+_QUOTED_LAST = re.compile(r": '(.*)'$")
 
 
 @dataclass(frozen=True)
@@ -85,6 +138,7 @@ class IngestOptions:
     encoding: str = "utf-8"
     delimiter: str = ","
     timeout: float = SOURCE_TIMEOUT
+    max_reject_share: float = 1.0
 
 
 def ingest(
@@ -156,16 +210,20 @@ def _ingest_file(
             ).scalar_one()
             result.batch_id = batch_id
             seen: set[str] = set()
+            tally = _Tally(profile)
             writer = BackgroundWriter(conn)
             try:
                 for raw in _chunks(raw_file, options, progress):
                     jobs = _prepare_chunk(
-                        profile, raw, batch_id, seen, result, silver_table, gold_table
+                        profile, raw, batch_id, seen, result, tally, silver_table, gold_table
                     )
                     for job in jobs:
                         writer.submit(job)
             finally:
                 writer.close()
+            _summarise(result, tally, header, mapping)
+            if result.reject_share > options.max_reject_share:
+                raise RejectedFileError(_refusal(result, options.max_reject_share))
             conn.execute(
                 sa.update(ingestion_batches)
                 .where(ingestion_batches.c.batch_id == batch_id)
@@ -184,6 +242,55 @@ def _ingest_file(
     result.seconds = round(time.perf_counter() - started, 3)
     log.info("ingested %s as batch %s: %s rows", raw_file.url, batch_id, result.rows_bronze)
     return result
+
+
+def _summarise(
+    result: BatchResult, tally: _Tally, header: list[str], mapping: dict[str, str]
+) -> None:
+    """The file's reasons for rejects and its empty features, as warnings too."""
+    result.top_reasons = tally.top()
+    result.empty_features = tally.empty()
+    if result.rows_rejected:
+        result.warnings.append(
+            f"{result.rows_rejected:,} of {result.rows_bronze:,} rows rejected "
+            f"({result.reject_share:.1%}); most often: {describe_reasons(result.top_reasons)}"
+        )
+    if result.empty_features:
+        present = set(mapping.values())
+        absent = [c for c in result.empty_features if c not in present]
+        empty = [c for c in result.empty_features if c in present]
+        parts = ([f"not in the file: {', '.join(absent)}"] if absent else []) + (
+            [f"empty in every row: {', '.join(empty)}"] if empty else []
+        )
+        result.warnings.append(
+            f"{len(result.empty_features)} feature(s) have no value ({'; '.join(parts)}); "
+            "models trained on this data cannot use them"
+        )
+
+
+def describe_reasons(top: list[dict[str, Any]]) -> str:
+    """``column: problem (rows, e.g. 'value')``, joined, for messages."""
+    parts = []
+    for reason in top:
+        example = f", e.g. {reason['example']!r}" if reason["example"] is not None else ""
+        parts.append(f"{reason['column']}: {reason['problem']} ({reason['rows']:,} rows{example})")
+    return "; ".join(parts)
+
+
+def _refusal(result: BatchResult, limit: float) -> str:
+    hint = ""
+    if any("above the maximum" in r["problem"] for r in result.top_reasons):
+        hint = (
+            " A percent column written like 16.02 needs 'unit: percent' in the profile; a "
+            "column with sentinel codes needs 'missing: [...]' or 'out_of_range: missing'."
+        )
+    return (
+        f"{result.source}: {result.rows_rejected:,} of {result.rows_bronze:,} rows "
+        f"({result.reject_share:.1%}) would be rejected, above ingest.max_reject_share "
+        f"({limit:.0%}); nothing from this file was loaded. Most often: "
+        f"{describe_reasons(result.top_reasons)}.{hint} Fix the profile (or the file) and "
+        "ingest again, or raise the limit (--max-reject-share, LOANRISK_INGEST__MAX_REJECT_SHARE)."
+    )
 
 
 def _skipped(result: BatchResult, earlier: Any) -> BatchResult:
@@ -224,6 +331,7 @@ def _prepare_chunk(
     batch_id: int,
     seen: set[str],
     result: BatchResult,
+    tally: _Tally,
     silver_table: sa.Table,
     gold_table: sa.Table,
 ) -> list[Job]:
@@ -239,6 +347,9 @@ def _prepare_chunk(
     deduped = drop_duplicate_ids(refined.silver, seen)
     seen.update(deduped.silver[LOAN_ID])
     rejects = pd.concat([refined.rejects, deduped.rejects], ignore_index=True)
+    tally.add(
+        pd.concat([refined.problems, deduped.rejects[["column_name", "reason"]]]), deduped.silver
+    )
     silver = deduped.silver.assign(**{BATCH_ID: batch_id})
     gold = build_features(silver, profile).assign(**{BATCH_ID: batch_id})
     result.rows_bronze += len(raw)
@@ -300,7 +411,7 @@ def bronze_payload(raw: pd.DataFrame) -> pa.Array:
 
     The header itself is stored once, in ``ingestion_batches.columns``.
     """
-    return json_arrays([to_arrow_text(raw[name]) for name in raw.columns])
+    return json_arrays([to_arrow_text(raw[name]) for name in raw.columns if name != ROW_PROBLEM])
 
 
 @dataclass(frozen=True)
