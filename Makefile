@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 DEMO_HOME ?= .loanrisk
 
-.PHONY: help venv demo test test-fast lint lock bench clean airflow-venv airflow
+.PHONY: airflow-dags help venv demo test test-fast lint lock bench clean airflow-venv airflow
 
 help:
 	@echo "make demo    install the runtime (requirements-image.lock) and run the demo on generated loans"
@@ -49,14 +49,22 @@ $(AIRFLOW_STAMP): airflow/requirements.lock
 
 airflow-venv: $(AIRFLOW_STAMP)
 
-airflow: $(STAMP) $(AIRFLOW_STAMP)  ## Airflow UI on http://localhost:8080 (login printed by standalone)
-	PATH=$(abspath $(AIRFLOW_VENV)/bin):$$PATH \
+AIRFLOW_ENV = PATH=$(abspath $(AIRFLOW_VENV)/bin):$$PATH \
 	AIRFLOW_HOME=$(AIRFLOW_HOME) \
 	AIRFLOW__CORE__DAGS_FOLDER=$(abspath airflow/dags) \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	LOANRISK_BIN=$(abspath $(BIN)/loanrisk) \
-	LOANRISK_HOME=$${LOANRISK_HOME:-$(abspath $(DEMO_HOME))} \
-	$(AIRFLOW_VENV)/bin/airflow standalone
+	LOANRISK_HOME=$${LOANRISK_HOME:-$(abspath $(DEMO_HOME))}
+
+# Airflow 3 lists a DAG only once it is serialized in its database: do it now, not at the
+# DAG processor's first scan.
+airflow-dags: $(STAMP) $(AIRFLOW_STAMP)  ## migrate Airflow's database and register the DAGs
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow db migrate > /dev/null
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow dags reserialize > /dev/null
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow dags list
+
+airflow: airflow-dags  ## Airflow UI on http://localhost:8080 (login printed by standalone)
+	$(AIRFLOW_ENV) $(AIRFLOW_VENV)/bin/airflow standalone
 
 demo: $(RUNTIME)
 	$(BIN)/loanrisk --home $(DEMO_HOME) demo

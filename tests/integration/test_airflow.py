@@ -187,3 +187,19 @@ def test_weekly_training_without_new_data_skips_and_promotion_refusal_fails(airf
     )
     assert refused.returncode != 0
     assert "already @production" in refused.stdout + refused.stderr
+
+
+def test_make_airflow_registers_the_dags_so_they_are_listed_at_once(airflow_bin, tmp_path):
+    """Airflow 3 lists a DAG only once it is serialized: `make airflow` (through
+    `make airflow-dags`) migrates and reserializes before the UI starts."""
+    done = subprocess.run(
+        ["make", "--no-print-directory", "airflow-dags", f"AIRFLOW_HOME={tmp_path / 'airflow'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "LOANRISK_HOME": str(tmp_path / "home")},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = {line.split("|")[0].strip() for line in done.stdout.splitlines() if "|" in line}
+    assert set(EXPECTED) <= listed, done.stdout[-2000:]

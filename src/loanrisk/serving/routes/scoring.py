@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from loanrisk.modeling.package import OUTPUT_COLUMNS
 from loanrisk.modeling.recourse import recourse
 from loanrisk.predictions import log_row
 from loanrisk.profiles.model import Profile
@@ -35,13 +36,23 @@ class ScoringError(Exception):
 
 
 async def score(
-    request: Request, records: list[dict[str, Any]], *, source: str = "api"
+    request: Request,
+    records: list[dict[str, Any]],
+    *,
+    source: str = "api",
+    per_row: bool = False,
 ) -> tuple[str, list[dict[str, Any]]]:
     """Score records with the current model, make every answer durable in the prediction
-    log, then return (request id, answers): nothing is answered that is not recorded."""
+    log, then return (request id, answers): nothing is answered that is not recorded.
+
+    An invalid record raises ScoringError, or with ``per_row`` is answered with its
+    ``error`` (no PD, no prediction id, nothing logged) beside the others, as MLflow's
+    scoring server answers."""
     given_id = bodies.request_id(request)
     service = service_of(request)
-    return await score_records(service, service.current_model(), records, given_id, source=source)
+    return await score_records(
+        service, service.current_model(), records, given_id, source=source, per_row=per_row
+    )
 
 
 async def score_records(
@@ -51,12 +62,13 @@ async def score_records(
     given_id: str | None,
     *,
     source: str = "api",
+    per_row: bool = False,
 ) -> tuple[str, list[dict[str, Any]]]:
     """``score`` for callers that hold the service (the route and the fast lane)."""
     prediction_log = service.prediction_log
     prediction_log.expect()  # a group commit starting now waits for these rows
     try:
-        rows, answers, request_id = _score(service, model, records, given_id, source)
+        rows, answers, request_id = _score(service, model, records, given_id, source, per_row)
     except BaseException:
         prediction_log.unexpect()
         raise
@@ -65,7 +77,8 @@ async def score_records(
     except UnstorableRow as exc:
         raise bodies.refuse(["body"], f"cannot be stored: {exc}") from exc
     for answer in answers:
-        service.metrics.predictions.labels(answer["decision"], answer["grade"]).inc()
+        if answer.get("error") is None:
+            service.metrics.predictions.labels(answer["decision"], answer["grade"]).inc()
     return request_id, answers
 
 
@@ -75,12 +88,13 @@ def _score(
     records: list[dict[str, Any]],
     given_id: str | None,
     source: str,
+    per_row: bool,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     """The log rows, the answers and the request id for ``records`` (nothing stored)."""
     started = time.perf_counter()
     results = model.scorer.score(records)
     bad = [{"index": i, "problems": r["problems"]} for i, r in enumerate(results) if r["error"]]
-    if bad:
+    if bad and not per_row:
         raise ScoringError(bad)
     elapsed_ms = (time.perf_counter() - started) * 1000 / max(len(records), 1)
     request_id = given_id or service.new_id()
@@ -91,7 +105,7 @@ def _score(
         client_id = record.get("client_id")
         answers.append(
             {
-                "prediction_id": prediction_id,
+                "prediction_id": prediction_id if result["error"] is None else None,
                 "loan_id": result["loan_id"],
                 "client_id": client_id,
                 "pd": result["pd"],
@@ -101,7 +115,10 @@ def _score(
                 "reasons": result["reasons"],
                 "model": {"name": model.name, "version": model.version, "alias": model.alias},
             }
+            | ({"error": result["error"]} if per_row else {})
         )
+        if result["error"] is not None:
+            continue
         rows.append(
             log_row(
                 prediction_id=prediction_id,
@@ -116,6 +133,11 @@ def _score(
             )
         )
     return rows, answers, request_id
+
+
+# The packaged model's answer per row (what `mlflow models serve` returns), then the
+# service's own: the prediction id in the log, the caller's id, the model version.
+INVOCATION_KEYS = [*OUTPUT_COLUMNS, "prediction_id", "client_id", "model_version"]
 
 
 def build_router(application: type[BaseModel], profile: Profile, *, text_limit: int) -> APIRouter:
@@ -222,14 +244,6 @@ def build_router(application: type[BaseModel], profile: Profile, *, text_limit: 
         raw = await request.body()
         try:
             records = mlflow_records(request.headers.get("content-type", ""), raw)
-            for index, record in enumerate(records):
-                bad = [
-                    f"{k}: {problem}"
-                    for k, v in record.items()
-                    if isinstance(v, str) and (problem := bodies.text_problem(v, text_limit))
-                ]
-                if bad:
-                    raise InvocationError(f"row {index}: {'; '.join(bad)}")
         except InvocationError as exc:
             return JSONResponse(
                 {"error_code": "BAD_REQUEST", "message": str(exc)},
@@ -241,21 +255,32 @@ def build_router(application: type[BaseModel], profile: Profile, *, text_limit: 
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
                 f"at most {limit} rows per request, got {len(records)}",
             )
-        try:
-            _, answers = await score(request, records)
-        except ScoringError as exc:
-            return JSONResponse(
-                {"error_code": "BAD_REQUEST", "message": exc.problems},
-                status_code=status.HTTP_400_BAD_REQUEST,
-            )
-        return JSONResponse(
-            {
-                "predictions": [
-                    {k: v for k, v in a.items() if k != "model"}
-                    | {"model_version": a["model"]["version"]}
-                    for a in answers
+        # A row is refused on its own, as MLflow's server answers a row the model refuses:
+        # values that cannot be stored here, and what the profile's parsers refuse.
+        unstorable = {
+            index: "; ".join(bad)
+            for index, record in enumerate(records)
+            if (
+                bad := [
+                    f"{k}: {problem}"
+                    for k, v in record.items()
+                    if isinstance(v, str) and (problem := bodies.text_problem(v, text_limit))
                 ]
-            }
-        )
+            )
+        }
+        storable = [r for i, r in enumerate(records) if i not in unstorable]
+        _, scored = await score(request, storable, per_row=True) if storable else ("", [])
+        answers = iter(scored)
+        predictions = []
+        for index in range(len(records)):
+            if index in unstorable:
+                predictions.append(dict.fromkeys(INVOCATION_KEYS) | {"error": unstorable[index]})
+                continue
+            answer = next(answers)
+            predictions.append(
+                {k: answer[k] for k in INVOCATION_KEYS if k in answer}
+                | {"model_version": answer["model"]["version"]}
+            )
+        return JSONResponse({"predictions": predictions})
 
     return router
