@@ -180,3 +180,13 @@ def test_unreachable_servers_exit_75_so_schedulers_retry(tmp_path: Path):
     assert "MLflow server did not answer" in mlflow.stderr
     # A plain mistake is not retryable.
     assert run("ingest", str(tmp_path / "missing.csv"), home=tmp_path / "home").returncode == 1
+
+
+def test_help_renders_flags_without_a_type_and_settings_with_their_defaults(tmp_path: Path):
+    for command in ("ingest", "train", "score", "monitor", "serve", "promote"):
+        shown = run(command, "--help", home=tmp_path / "home")
+        assert shown.returncode == 0, shown.stderr
+        assert "<bool>" not in shown.stdout, (command, shown.stdout)
+        assert "--json" in shown.stdout or command == "serve"
+    ingest = run("ingest", "--help", home=tmp_path / "home").stdout
+    assert "LOANRISK_INGEST__MAX_REJECT_SHARE; default 0.2" in " ".join(ingest.split())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ def run(*args: str, home: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "COLUMNS": "200", **QUICK},
+        env={**os.environ, "COLUMNS": "80", **QUICK},  # a narrow terminal; not a TTY
     )
 
 
@@ -53,6 +54,11 @@ def test_demo_runs_every_step_and_says_what_next(demo_home):
     assert "@production: version 1" in first.stdout
     assert "retrain recommended" in first.stdout  # the later month is drifted
     assert "drift report:" in first.stdout and "loanrisk serve" in first.stdout
+    # At 80 columns and without a TTY every figure of the candidates table is whole.
+    labels = ["valid AUC", "AUC", "Gini", "KS", "PR-AUC", "Brier", "ECE", "F1", "cut-off PD"]
+    for label in labels:
+        assert re.search(rf"^\s*{re.escape(label)}\s+-?\d\.\d{{4}}\s*$", first.stdout, re.M), label
+    assert "…" not in first.stdout
     assert count(home, "scoring_runs") == 1 and count(home, "monitoring_runs") == 1
     # The printed API key matches the hash the service will be given.
     key = (home / "demo-api-key").read_text().strip()

@@ -55,6 +55,6 @@ def test_the_live_api_meets_its_schema(served_home, tmp_path):
     finally:
         service.stop()
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert "9 selected / 9 total" in result.stdout  # every operation
+    assert "10 selected / 10 total" in result.stdout  # every operation
     assert 'status="500"' not in metrics
     assert ready.status_code == 200, ready.text  # the log survived it all

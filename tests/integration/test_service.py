@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
+import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,6 +45,13 @@ def test_operations_endpoints_need_no_key(service):
     application = spec["components"]["schemas"]["Application"]
     assert "annual_inc" in application["required"]
     assert application["properties"]["fico_range_low"]["description"].startswith("FICO score")
+
+
+def test_serve_says_when_the_model_is_loaded_and_it_answers(service):
+    service.wait_ready()
+    log = Path(service.log.name).read_text()
+    assert "loading the model first" in log
+    assert "ready (pid" in log and "loan_default_model version 1 (@production) loaded in" in log
 
 
 def test_predict_one_and_many(service):
@@ -515,3 +525,37 @@ def test_the_fast_lane_answers_exactly_as_the_route(service, served_home):
         return answer
 
     assert comparable(fast) == comparable(route)
+
+
+def test_predictions_page_pages_filters_and_links_each_prediction(service):
+    answers = httpx.post(
+        f"{service.url}/v1/predict",
+        json=[APPLICATION | {"client_id": f"page-{i}"} for i in range(40)],
+        headers=auth(),
+    ).json()["predictions"]
+    httpx.post(f"{service.url}/v1/predict", json=[APPLICATION] * 40, headers=auth())
+    deadline = time.monotonic() + 30  # the log reaches the database a moment after answers
+    while True:
+        one = httpx.get(f"{service.url}/predictions", params={"search": "page-39"}, headers=auth())
+        if "page-39" in one.text.split('id="predictions"')[1] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    first = httpx.get(f"{service.url}/predictions", params={"source": "api"}, headers=auth())
+    assert first.status_code == 200
+    ids = re.findall(r'href="/predictions/([0-9a-f]+)"', first.text)
+    assert len(ids) == 50 and 'id="older"' in first.text
+    older = re.search(r'href="/predictions\?([^"]+)" id="older"', first.text)
+    assert older is not None
+    second = httpx.get(f"{service.url}/predictions?{html.unescape(older.group(1))}", headers=auth())
+    more = re.findall(r'href="/predictions/([0-9a-f]+)"', second.text)
+    assert more and not set(more) & set(ids)  # the next page, no row twice
+    one = httpx.get(f"{service.url}/predictions", params={"search": "page-7"}, headers=auth())
+    (only,) = re.findall(r'href="/predictions/([0-9a-f]+)"', one.text)
+    assert only == answers[7]["prediction_id"]
+    declined = httpx.get(
+        f"{service.url}/predictions", params={"decision": "decline"}, headers=auth()
+    )
+    assert 'class="approve"' not in declined.text.split('id="predictions"')[1]
+    detail = httpx.get(f"{service.url}/predictions/{only}", headers=auth())
+    assert detail.status_code == 200 and 'id="input"' in detail.text and "page-7" in detail.text
+    assert httpx.get(f"{service.url}/predictions/nope", headers=auth()).status_code == 404

@@ -104,6 +104,17 @@ def test_runs_plots_and_tags_are_in_mlflow(trained):
         "score_distribution.png",
         "feature_importance.png",
     }
+    # The rows it was trained, tuned and tested on, as MLflow datasets with their source.
+    inputs = {
+        next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+        for d in parent.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"training", "validation", "test"}
+    assert inputs["training"].name == "gold_train" and inputs["training"].digest
+    assert json.loads(inputs["test"].profile)["num_rows"] == result.split["test_rows"]
+    source = json.loads(inputs["training"].source)
+    assert source["table"] == "gold_loan_features" and source["gold_state"]
+    assert inputs["training"].source_type == "loanrisk_warehouse"
     # The run the registry links to shows the winner's plots too.
     on_parent = {Path(a.path).name for a in client.list_artifacts(result.run_id, "plots")}
     assert on_parent == plots

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jinja2
 import pytest
 
@@ -87,3 +89,54 @@ def test_warnings_are_listed_and_a_missing_figure_is_an_error():
     assert "- the data has no vintage" in card(warnings=["the data has no vintage"])
     with pytest.raises(jinja2.UndefinedError):
         card(data={"rows": 1, "default_rate": 0.1})  # no content hash
+
+
+@pytest.mark.unit
+def test_the_candidates_table_keeps_every_figure_at_80_columns(monkeypatch):
+    """Three candidates in a plain 80-column log: no figure is cut."""
+    import io
+
+    from rich.console import Console
+
+    from loanrisk.cli import render
+    from loanrisk.modeling.train import TrainResult
+
+    names = ["logistic_regression", "xgboost", "lightgbm"]
+    test = {k: 0.123456 for k in ("auc", "gini", "ks", "pr_auc", "brier", "ece", "f1")}
+    result = TrainResult(
+        run_id="0123456789abcdef0123456789abcdef",
+        experiment="loanrisk",
+        winner="lightgbm",
+        version="12",
+        model_uri="models:/m-0123456789abcdef0123456789abcdef",
+        candidates=[
+            CandidateReport(
+                name=n,
+                run_id="r",
+                params={},
+                trials=1,
+                valid_auc=0.7,
+                threshold=0.21,
+                test=test,
+                test_auc_by_vintage={},
+                test_calibration_by_vintage={},
+                seconds=3.0,
+            )
+            for n in names
+        ],
+        threshold=0.21,
+        data={},
+        split={
+            "split": "out_of_time",
+            **{f"{p}_rows": 1000 for p in ("train", "valid", "test")},
+            **{f"{p}_window": "2015-01..2016-06" for p in ("train", "valid", "test")},
+        },
+    )
+    buffer = io.StringIO()
+    monkeypatch.setattr(render, "out", Console(file=buffer, width=80, force_terminal=False))
+    render.print_candidates(result)
+    text = buffer.getvalue()
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
+    for label in ("valid AUC", "Gini", "PR-AUC", "Brier", "ECE", "F1", "cut-off PD"):
+        (line,) = [x for x in text.splitlines() if x.strip().startswith(label + " ")]
+        assert len(re.findall(r"\d\.\d{4}", line)) == 3, line

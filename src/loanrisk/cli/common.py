@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+import typer.core
 from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import (
@@ -25,6 +26,15 @@ from rich.progress import (
 
 from loanrisk.config import Settings
 from loanrisk.errors import LoanriskError, NothingToDo, UnreachableError
+
+
+def _flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    """A flag takes no value: its help shows none (Typer's would read ``--json <bool>``)."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 if TYPE_CHECKING:  # MLflow and SQLAlchemy are imported by the commands that use them
     from loanrisk.registry import Registry

@@ -113,7 +113,11 @@ def print_monitoring(result: MonitorResult) -> None:
         f"{result.rows_reference:,} training rows"
     )
     drifted = result.drifted_features
-    out.print(f"drifted inputs: {len(drifted)} ({result.drifted_share:.0%}) {', '.join(drifted)}")
+    named = result.drift_alert and drifted  # the drift alert below names them
+    out.print(
+        f"drifted inputs: {len(drifted)} ({result.drifted_share:.0%})"
+        + ("" if named else f" {', '.join(drifted)}")
+    )
     out.print(f"PD score PSI {result.score_psi:.3f} ({result.score_psi_band})")
     out.print(
         "realised: "

@@ -165,7 +165,10 @@ def monitor_command(
     if fail_on not in (None, "drift", "performance", "any"):
         raise fail("--fail-on must be drift, performance or any")
     run = resources(ctx)
-    result = monitor(run.settings, run.warehouse, run.models, days=days, if_new=if_new)
+    say = None if as_json else (lambda m: err.print(f"[dim]{m}[/]", highlight=False))
+    result = monitor(
+        run.settings, run.warehouse, run.models, days=days, if_new=if_new, progress=say
+    )
     if as_json:
         emit_json(result.as_dict())
     else:

@@ -71,7 +71,11 @@ def serve(
             "401. Create one with 'loanrisk apikey' or set "
             "LOANRISK_SERVING__AUTH_ENABLED=false for local use."
         )
-    out.print(f"serving on http://{serving.host}:{serving.port} (docs at /docs)")
+    err.print(
+        f"starting on http://{serving.host}:{serving.port}: loading the model first; "
+        "a 'ready' line follows when it answers",
+        highlight=False,
+    )
     run_server(settings)
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -537,12 +538,14 @@ class _Search:
         train: tuple[pd.DataFrame, np.ndarray],
         valid: tuple[pd.DataFrame, np.ndarray],
         seed: int,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         if name not in CANDIDATES:
             raise LoanriskError(f"unknown candidate {name!r}; choose from {', '.join(CANDIDATES)}")
-        self.family = CANDIDATES[name]
+        self.name, self.family = name, CANDIDATES[name]
         self.spec, self.train, self.valid, self.seed = spec, train, valid, seed
         self.best: tuple[Candidate, float] | None = None
+        self.progress, self.trials = progress, 0
 
     def build(self, params: dict[str, Any]) -> tuple[Candidate, float]:
         candidate = self.family(self.spec, params, seed=self.seed)
@@ -552,9 +555,15 @@ class _Search:
 
     def objective(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", WORKER)
+        started = time.perf_counter()
         candidate, auc = self.build(self.family.suggest(trial))
         if self.best is None or auc > self.best[1]:
             self.best = (candidate, auc)
+        if self.progress is not None:
+            self.progress(
+                f"{self.name}: trial {trial.number + 1}/{self.trials}, validation AUC "
+                f"{auc:.4f} (best here {self.best[1]:.4f}), {time.perf_counter() - started:.1f} s"
+            )
         return auc
 
     def shared(self, study: SharedStudy, trials: int) -> optuna.Study:
@@ -563,6 +572,7 @@ class _Search:
         if not shared.get_trials(deepcopy=False):
             shared.enqueue_trial(dict(self.family.defaults))
         enough = optuna.study.MaxTrialsCallback(trials, states=None)
+        self.trials = trials
         shared.optimize(self.objective, n_trials=trials, callbacks=[enough])
         return shared
 
@@ -576,6 +586,7 @@ def fit_candidate(
     trials: int,
     seed: int,
     study: SharedStudy | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Fit one family; with ``trials`` > 1, tune with Optuna on validation AUC.
 
@@ -585,7 +596,7 @@ def fit_candidate(
     and fits the study's best parameters (refitted here when another process found them),
     so the choice is the one a single process would make from the same trials.
     """
-    search = _Search(name, spec, train, valid, seed)
+    search = _Search(name, spec, train, valid, seed, progress)
     if trials <= 1:
         candidate, auc = search.build({})
         return FitResult(candidate, candidate.params, auc, 1)
@@ -595,6 +606,7 @@ def fit_candidate(
             direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
         )
         local.enqueue_trial(dict(search.family.defaults))
+        search.trials = trials
         local.optimize(search.objective, n_trials=trials)
         assert search.best is not None
         candidate, auc = search.best
@@ -618,11 +630,12 @@ def tune_candidate(
     trials: int,
     seed: int,
     study: SharedStudy,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """A search-only worker: run trials in the shared study until it holds ``trials``;
     fit nothing else (the ``loanrisk train`` that registers fits the winner)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    shared = _Search(name, spec, train, valid, seed).shared(study, trials)
+    shared = _Search(name, spec, train, valid, seed, progress).shared(study, trials)
     finished = shared.get_trials(deepcopy=False)
     mine = [t for t in finished if t.user_attrs.get("worker") == WORKER]
     best = max((t.value for t in finished if t.value is not None), default=None)

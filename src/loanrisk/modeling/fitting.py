@@ -85,7 +85,7 @@ def fit_all(
     for name in options.candidates:
         say(f"training {name}")
         study = studies.of(name) if studies else None
-        fitted = fit_one(name, spec, frames, split, options, study)
+        fitted = fit_one(name, spec, frames, split, options, study, say)
         candidates.append(fitted)
         say(f"{name}: validation AUC {fitted.valid_auc:.4f}, test AUC {fitted.test['auc']:.4f}")
     return _package(profile, options, split, spec, frames, candidates, warnings)
@@ -125,6 +125,7 @@ def tune_all(
                 trials=options.trials,
                 seed=options.seed,
                 study=studies.of(name),
+                progress=say,
             )
         )
     return found
@@ -207,6 +208,7 @@ def fit_one(
     split: Split,
     options: TrainingSettings,
     study: SharedStudy | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> FittedCandidate:
     """Tune and fit one family on training rows (early stopping and tuning on validation),
     Platt-calibrate on validation, set the lending policy's cut-off on validation, then
@@ -220,6 +222,7 @@ def fit_one(
         trials=options.trials,
         seed=options.seed,
         study=study,
+        progress=say,
     )
     model = fit.candidate
     x_valid, y_valid = frames["valid"]

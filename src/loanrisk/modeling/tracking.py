@@ -13,6 +13,8 @@ import joblib
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.types.schema import (
@@ -27,9 +29,11 @@ from mlflow.types.schema import (
 )
 
 import loanrisk
+from loanrisk.constants import LABEL, LOAN_ID, VINTAGE
 from loanrisk.modeling.evaluate import save_plots
 from loanrisk.modeling.fitting import FittedCandidate
 from loanrisk.modeling.package import LoanDefaultModel, ScoringBundle
+from loanrisk.modeling.split import Split
 from loanrisk.profiles.model import NOT_INPUTS, Profile
 
 # Packages the pyfunc model needs where it is served (versions as installed here).
@@ -64,6 +68,49 @@ def log_candidate(fitted: FittedCandidate, y_test: np.ndarray, *, experiment: st
         importance = fitted.model.importance()
         mlflow.log_dict(importance, "feature_importance.json")
         return str(run.info.run_id)
+
+
+class WarehouseSource(DatasetSource):
+    """Where a logged dataset's rows came from: the warehouse's gold table at one state
+    (the same state the registered version's ``gold_state`` tag names)."""
+
+    def __init__(self, url: str, table: str, gold_state: str | None) -> None:
+        self.url, self.table, self.gold_state = url, table, gold_state
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "loanrisk_warehouse"
+
+    def load(self, **_kwargs: Any) -> Any:
+        raise NotImplementedError("read gold through loanrisk (loanrisk.warehouse.queries)")
+
+    @staticmethod
+    def _can_resolve(raw_source: Any) -> bool:
+        return False
+
+    @classmethod
+    def _resolve(cls, raw_source: Any) -> WarehouseSource:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "table": self.table, "gold_state": self.gold_state}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict[Any, Any]) -> WarehouseSource:
+        return cls(source_dict["url"], source_dict["table"], source_dict.get("gold_state"))
+
+
+def log_datasets(split: Split, features: list[str], source: WarehouseSource) -> None:
+    """The training, validation and test rows (ids, vintage, model inputs, label) as MLflow
+    datasets on the active run: name, digest, schema and row count, with their source."""
+    contexts = {"train": "training", "valid": "validation", "test": "test"}
+    for part, context in contexts.items():
+        rows = getattr(split, part)
+        frame = rows[[c for c in (LOAN_ID, VINTAGE, *features, LABEL) if c in rows.columns]]
+        dataset = from_pandas(
+            frame.reset_index(drop=True), source=source, targets=LABEL, name=f"gold_{part}"
+        )
+        mlflow.log_input(dataset, context=context)
 
 
 def log_policy(policy: dict[str, Any], calibration: dict[str, dict[str, float]]) -> None:

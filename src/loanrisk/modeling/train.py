@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd
 
 import loanrisk
-from loanrisk.config import Settings
+from loanrisk.config import Settings, mask_url
 from loanrisk.constants import LABEL, LOAN_ID, VINTAGE
 from loanrisk.modeling import tracking
 from loanrisk.modeling.card import model_card
@@ -128,6 +128,15 @@ def train(
         fairness = fairness_report(fitted, profile, protected, settings.promotion.min_group_rows)
         tracking.log_fairness(fairness)
         tracking.log_plots(winner, y_test, artifact_path="plots")  # where the registry links
+        tracking.log_datasets(
+            split,
+            fitted.spec.columns,
+            tracking.WarehouseSource(
+                mask_url(settings.warehouse_url),
+                "gold_loan_features",
+                fingerprint.get("gold_state"),
+            ),
+        )
 
         say(f"packaging {winner.name}")
         card = model_card(

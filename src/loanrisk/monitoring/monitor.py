@@ -13,11 +13,13 @@ import json
 import logging
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from loanrisk.batch import ProductionModel
@@ -28,6 +30,7 @@ from loanrisk.monitoring.alerts import Kind, judge
 from loanrisk.monitoring.drift import compare
 from loanrisk.monitoring.performance import realised
 from loanrisk.monitoring.psi import band
+from loanrisk.monitoring.report import write_report
 from loanrisk.registry import Registry
 from loanrisk.warehouse.engine import Warehouse
 
@@ -70,6 +73,7 @@ def monitor(
     days: float | None = None,
     until: datetime | None = None,
     if_new: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> MonitorResult:
     """Compare the last ``days`` of predictions with the production model's reference.
 
@@ -80,7 +84,9 @@ def monitor(
         why_not = store.pending(settings, warehouse.engine, models, days=days)
         if why_not:
             raise NothingToDo(why_not)
-    return _monitor(settings, warehouse.engine, models, days=days, until=until)
+    return _monitor(
+        settings, warehouse.engine, models, days=days, until=until, say=progress or _quiet
+    )
 
 
 def _monitor(
@@ -90,6 +96,7 @@ def _monitor(
     *,
     days: float | None,
     until: datetime | None,
+    say: Callable[[str], None],
 ) -> MonitorResult:
     options = settings.monitoring
     end = until or datetime.now(UTC)
@@ -98,6 +105,7 @@ def _monitor(
     version, bundle = model.version, model.bundle
     if bundle.reference is None:
         raise LoanriskError(f"model version {version} has no reference sample; retrain it")
+    say(f"reading the predictions of {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}")
     current, scores = store.window_predictions(engine, start, end, options.max_rows)
     if current.empty:
         raise LoanriskError(
@@ -105,6 +113,7 @@ def _monitor(
             f"{end:%Y-%m-%d %H:%M}: score applications first"
         )
     performance = realised(store.outcome_pairs(engine, start, end), options.min_outcomes)
+    say(f"comparing {len(current):,} applications with the training reference (Evidently, PSI)")
     drift = compare(
         bundle.reference, current, scores, bundle.spec, drift_share=options.drift_share_alert
     )
@@ -120,8 +129,10 @@ def _monitor(
     run_id = uuid.uuid4().hex
     folder = settings.home / "reports" / f"{end:%Y%m%dT%H%M%S}-{run_id[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
-    html = folder / "drift_report.html"
-    drift.snapshot.save_html(str(html))
+    say("writing the report")
+    evidently = folder / "evidently.html"
+    drift.snapshot.save_html(str(evidently))
+    html = folder / "report.html"
     drift_alert = any(a.kind is Kind.DRIFT for a in alerts)
     performance_alert = any(a.kind is Kind.PERFORMANCE for a in alerts)
     result = MonitorResult(
@@ -146,6 +157,16 @@ def _monitor(
         summary_json=str((folder / "summary.json").resolve()),
     )
     Path(result.summary_json).write_text(json.dumps(result.as_dict(), indent=2, default=str))
+    write_report(
+        html,
+        result.as_dict(),
+        drift,
+        model_name=settings.mlflow.model_name,
+        reference_pd=bundle.reference["pd"].to_numpy(dtype=float),
+        current_pd=np.asarray(scores, dtype=float),
+        grade_edges=bundle.grade_edges,
+        evidently_html=evidently.read_text(encoding="utf-8"),
+    )
     store.save_run(
         engine,
         {
@@ -168,6 +189,10 @@ def _monitor(
     )
     _alert(result, settings)
     return result
+
+
+def _quiet(_message: str) -> None:
+    return None
 
 
 def _alert(result: MonitorResult, settings: Settings) -> None:

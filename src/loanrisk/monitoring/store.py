@@ -144,3 +144,38 @@ def latest_summary(engine: sa.Engine) -> dict[str, Any] | None:
             .limit(1)
         ).scalar()
     return None if summary is None else dict(json.loads(summary))
+
+
+def history(engine: sa.Engine, limit: int = 200) -> list[dict[str, Any]]:
+    """The last ``limit`` monitoring runs, oldest first: their headline figures over time."""
+    r = monitoring_runs.c
+    query = (
+        sa.select(
+            r.monitoring_run_id,
+            r.model_name,
+            r.model_version,
+            r.window_start,
+            r.window_end,
+            r.rows_current,
+            r.drifted_share,
+            r.score_psi,
+            r.realised_auc,
+            r.outcomes,
+            r.retrain_recommended,
+            r.created_at,
+        )
+        .order_by(r.created_at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = [dict(row) for row in conn.execute(query).mappings().all()]
+    return rows[::-1]
+
+
+def report_path(engine: sa.Engine, run_id: str) -> str | None:
+    """Where the HTML report of one monitoring run was written, if the run exists."""
+    with engine.connect() as conn:
+        found: str | None = conn.execute(
+            sa.select(monitoring_runs.c.report).where(monitoring_runs.c.monitoring_run_id == run_id)
+        ).scalar_one_or_none()
+    return found

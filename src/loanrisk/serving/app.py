@@ -6,6 +6,8 @@ import asyncio
 import gc
 import json
 import logging
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -53,7 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service: Service = app.state.service
         service.prediction_log.start()
+        started = time.perf_counter()
         service.models.start()
+        _announce(service, time.perf_counter() - started)
         # Everything loaded so far (libraries, the model) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise stall requests.
         gc.collect()
@@ -113,6 +117,26 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(_Observe)  # outermost: it counts and heads every answer
     return app
+
+
+def _announce(service: Service, seconds: float) -> None:
+    """One line on stderr once this process can answer (uvicorn's own lines say only that
+    the port is open): the model it serves, or why /ready answers 503."""
+    serving = service.settings.serving
+    where = f"http://{serving.host}:{serving.port}"
+    model = service.models.current
+    if model is None:
+        line = (
+            f"not ready (pid {os.getpid()}): {service.models.problem}; /ready answers 503 "
+            f"until it is fixed (checked every {serving.poll_seconds:g} s) - {where}"
+        )
+    else:
+        line = (
+            f"ready (pid {os.getpid()}): {model.name} version {model.version} "
+            f"(@{model.alias}) loaded in {seconds:.1f} s; answering on {where} (docs at /docs)"
+        )
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -234,7 +258,14 @@ class _Observe:
             return
         started = time.perf_counter()
         status = {"code": 500}
-        headers = _DOCS_HEADERS if scope["path"] in _DOCS_PATHS else SECURITY_HEADERS
+        path = scope["path"]
+        headers = (
+            _DOCS_HEADERS
+            if path in _DOCS_PATHS
+            else _REPORT_HEADERS
+            if path.startswith("/monitoring/") and path.endswith("/report")
+            else SECURITY_HEADERS
+        )
         if scope.get("scheme") == "https":
             headers = [*headers, _HSTS]
 
@@ -277,6 +308,17 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 _DOCS_HEADERS = [*_COMMON, (b"content-security-policy", _DOCS_CSP.encode())]
+# A monitoring report embeds Evidently's page, which runs its own inline scripts (written
+# by 'loanrisk monitor', not by a client); it still loads nothing from anywhere.
+_REPORT_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+    "img-src data:; font-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+_REPORT_HEADERS = [
+    *_COMMON,
+    (b"content-security-policy", _REPORT_CSP.encode()),
+    (b"cache-control", b"no-store"),
+]
 _DOCS_PATHS = frozenset({"/docs", "/redoc"})
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
 

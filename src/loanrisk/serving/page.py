@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 from pydantic import ValidationError
 
 from loanrisk.modeling.recourse import recourse
+from loanrisk.monitoring import charts
+from loanrisk.monitoring.store import history, report_path
 from loanrisk.serving.deps import service_of
 from loanrisk.serving.routes import ScoringError, score
+from loanrisk.serving.routes.records import logged_prediction
 from loanrisk.serving.schemas import EXAMPLE, application_fields
 from loanrisk.serving.security import UI_COOKIE, check
 from loanrisk.warehouse.queries import recent_predictions
@@ -118,12 +124,83 @@ def _needs_secure(request: Request) -> bool:
     return not (request.url.scheme == "http" and local)
 
 
-@router.get("/predictions", response_class=HTMLResponse)
-def recent(request: Request) -> Response:
+def _unread(request: Request) -> Response | None:
+    """Back to the form when the request carries no key with the read scope."""
     try:
         check(request, service_of(request).settings, "read", allow_cookie=True)
     except HTTPException:
         return RedirectResponse("/", status_code=303)
-    rows = recent_predictions(service_of(request).engine, limit=50)
-    items = [dict(r) | {"reasons": json.loads(r["reasons"])} for r in rows]
-    return _render(request, "predictions.html", {"rows": items})
+    return None
+
+
+PAGE_ROWS = 50
+FILTERS = ("decision", "grade", "source", "model_version", "search")
+
+
+@router.get("/predictions", response_class=HTMLResponse)
+def recent(request: Request) -> Response:
+    """The prediction log, newest first, 50 rows a page; filtered by decision, grade,
+    source, model version, or a client or loan id."""
+    if (refused := _unread(request)) is not None:
+        return refused
+    query = request.query_params
+    filters = {k: query[k][:200] for k in FILTERS if query.get(k, "").strip()}
+    before = query.get("before") or None
+    rows = recent_predictions(
+        service_of(request).engine, limit=PAGE_ROWS + 1, before=before, filters=filters
+    )
+    items = [dict(r) | {"reasons": json.loads(r["reasons"])} for r in rows[:PAGE_ROWS]]
+    more = len(rows) > PAGE_ROWS
+    following = urlencode(filters | {"before": items[-1]["prediction_id"]}) if more else None
+    return _render(
+        request,
+        "predictions.html",
+        {"rows": items, "filters": filters, "next": following, "paged": before is not None},
+    )
+
+
+@router.get("/predictions/{prediction_id}", response_class=HTMLResponse)
+def one_prediction(request: Request, prediction_id: str) -> Response:
+    """One logged prediction: what was sent, the model inputs, the answer and its reasons."""
+    if (refused := _unread(request)) is not None:
+        return refused
+    item = logged_prediction(service_of(request), prediction_id[:64])
+    if item is None:
+        raise HTTPException(404, f"no prediction {prediction_id[:64]}")
+    return _render(request, "prediction.html", {"row": item})
+
+
+@router.get("/monitoring", response_class=HTMLResponse)
+def monitoring_history(request: Request) -> Response:
+    """Each monitoring run's score PSI, drifted share and realised AUC over time."""
+    if (refused := _unread(request)) is not None:
+        return refused
+    runs = history(service_of(request).engine)
+    labels = [f"{r['window_end']:%Y-%m-%d %H:%M}" for r in runs]
+    figures = [
+        charts.lines(labels, {"score PSI": [r["score_psi"] for r in runs]}, title="Score PSI"),
+        charts.lines(
+            labels,
+            {"drifted share": [r["drifted_share"] for r in runs]},
+            title="Share of inputs drifted",
+        ),
+        charts.lines(
+            labels, {"realised AUC": [r["realised_auc"] for r in runs]}, title="Realised AUC"
+        ),
+    ]
+    return _render(
+        request,
+        "monitoring.html",
+        {"runs": runs[::-1], "charts": [Markup(f) for f in figures] if runs else []},
+    )
+
+
+@router.get("/monitoring/{run_id}/report", response_class=HTMLResponse)
+def monitoring_report(request: Request, run_id: str) -> Response:
+    """One run's HTML report, when this process can read where it was written."""
+    if (refused := _unread(request)) is not None:
+        return refused
+    path = report_path(service_of(request).engine, run_id[:36])
+    if path is None or not Path(path).is_file():
+        raise HTTPException(404, "no report of that monitoring run is readable here")
+    return HTMLResponse(Path(path).read_text(encoding="utf-8"))

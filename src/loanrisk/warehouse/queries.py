@@ -111,16 +111,38 @@ def find_prediction(engine: sa.Engine, prediction_id: str) -> dict[str, Any] | N
     return dict(found) if found else None
 
 
-def recent_predictions(engine: sa.Engine, limit: int) -> list[dict[str, Any]]:
-    """The newest rows of the prediction log (what the officer page lists)."""
+def recent_predictions(
+    engine: sa.Engine,
+    limit: int,
+    *,
+    before: str | None = None,
+    filters: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """The newest rows of the prediction log (what the officer page lists), newest first:
+    ``before`` a prediction id (the next page starts after it), ``filters`` exact values of
+    ``decision``, ``grade``, ``source``, ``model_version``, or ``search`` for a client or
+    loan id."""
     p = predictions.c
-    columns = (p.prediction_id, p.created_at, p.client_id, p.pd, p.decision, p.grade)
-    query = (
-        sa.select(*columns, p.reasons, p.model_version, p.source)
-        .order_by(p.created_at.desc())
-        .limit(limit)
-    )
+    columns = (p.prediction_id, p.created_at, p.client_id, p.loan_id, p.pd, p.decision)
+    query = sa.select(*columns, p.grade, p.reasons, p.model_version, p.source)
+    for name, value in (filters or {}).items():
+        if name == "search":
+            query = query.where(sa.or_(p.client_id == value, p.loan_id == value))
+        else:
+            query = query.where(getattr(p, name) == value)
     with engine.connect() as conn:
+        if before is not None:
+            at = conn.execute(
+                sa.select(p.created_at).where(p.prediction_id == before)
+            ).scalar_one_or_none()
+            if at is not None:
+                query = query.where(
+                    sa.or_(
+                        p.created_at < at,
+                        sa.and_(p.created_at == at, p.prediction_id < before),
+                    )
+                )
+        query = query.order_by(p.created_at.desc(), p.prediction_id.desc()).limit(limit)
         return [dict(r) for r in conn.execute(query).mappings().all()]
 
 

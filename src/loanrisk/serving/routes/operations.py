@@ -1,12 +1,15 @@
 """Operations: health, readiness, versions, the served model and Prometheus metrics."""
 
 import time
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from loanrisk import __version__
+from loanrisk.monitoring.store import history
 from loanrisk.serving.deps import CurrentModel, Service, ServiceDep
 from loanrisk.serving.metrics import CONTENT_TYPE
 from loanrisk.serving.routes.common import KEYED, UNAVAILABLE
@@ -60,6 +63,35 @@ async def version(service: ServiceDep) -> dict[str, Any]:
 async def model_info(model: CurrentModel, _key: Read) -> dict[str, Any]:
     """Version, alias, run, test metrics, threshold, grade scale and when it was loaded."""
     return model.describe()
+
+
+class MonitoringRun(BaseModel):
+    """One monitoring run's headline figures."""
+
+    monitoring_run_id: str
+    model_name: str
+    model_version: str
+    window_start: datetime
+    window_end: datetime
+    rows_current: int
+    drifted_share: float
+    score_psi: float
+    realised_auc: float | None
+    outcomes: int
+    retrain_recommended: bool
+    created_at: datetime
+
+
+@router.get(
+    "/v1/monitoring/runs",
+    summary="Monitoring over time",
+    response_model=list[MonitoringRun],
+    responses=KEYED,
+)
+def monitoring_runs(service: ServiceDep, _key: Read) -> list[dict[str, Any]]:
+    """The last 200 monitoring runs, oldest first: score PSI, drifted share of inputs and
+    realised AUC per run (the page /monitoring draws them)."""
+    return history(service.engine)
 
 
 @router.get(

@@ -29,11 +29,20 @@ def get_prediction(
     _key: Read,
 ) -> dict[str, Any]:
     """The logged row: input, features, PD, decision, grade, reasons, model version."""
+    found = logged_prediction(service, prediction_id)
+    if found is None:
+        raise NotFoundError(f"no prediction {prediction_id}")
+    return found
+
+
+def logged_prediction(service: Service, prediction_id: str) -> dict[str, Any] | None:
+    """One prediction as logged (from the log's recent rows, else the database), its
+    JSON columns read back."""
     row = service.prediction_log.recent(prediction_id)
     if row is None:
         row = find_prediction(service.engine, prediction_id)
     if row is None:
-        raise NotFoundError(f"no prediction {prediction_id}")
+        return None
     out = dict(row)
     for key in ("input", "features", "reasons"):
         if isinstance(out.get(key), str):
