@@ -196,6 +196,7 @@ def run_promote(
     force: bool = False,
     reason: str | None = None,
     if_new: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> PromotionResult:
     """Score challenger and champion on the recent labelled window and apply the gates.
 
@@ -217,7 +218,9 @@ def run_promote(
         if test_from:
             since = max(since, pd.Timestamp(test_from))
     silver = read_silver(warehouse.engine, since=since)
-    return promote(settings, models, silver, version=version, force=force, reason=reason)
+    return promote(
+        settings, models, silver, version=version, force=force, reason=reason, progress=progress
+    )
 
 
 def _require_new_challenger(models: Registry) -> None:
@@ -277,7 +280,12 @@ def run_score_folder(
 
 
 def run_monitor(
-    settings: Settings, warehouse: Warehouse, models: Registry, *, if_new: bool = False
+    settings: Settings,
+    warehouse: Warehouse,
+    models: Registry,
+    *,
+    if_new: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> MonitorResult:
     """Monitor the recent predictions; with ``if_new``, NothingToDo when nothing arrived
     since the last run (checked before the drift libraries are imported)."""
@@ -287,7 +295,7 @@ def run_monitor(
             raise NothingToDo(why_not)
     from loanrisk.monitoring.monitor import monitor
 
-    return monitor(settings, warehouse, models)
+    return monitor(settings, warehouse, models, progress=progress)
 
 
 @dataclass
@@ -361,11 +369,15 @@ def run_pipeline(
         "train": lambda: run_train(
             settings, warehouse, models, progress=hooks.on_message, if_new_data=True
         ),
-        "promote": lambda: run_promote(settings, warehouse, models, if_new=True),
+        "promote": lambda: run_promote(
+            settings, warehouse, models, if_new=True, progress=hooks.on_message
+        ),
         "score": lambda: run_score_folder(
             settings, warehouse, models, settings.applications_dir, progress=hooks.file_progress
         ),
-        "monitor": lambda: run_monitor(settings, warehouse, models, if_new=True),
+        "monitor": lambda: run_monitor(
+            settings, warehouse, models, if_new=True, progress=hooks.on_message
+        ),
     }
     result = PipelineResult()
     started = time.perf_counter()

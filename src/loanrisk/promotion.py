@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,8 +88,10 @@ def promote(
     version: str | None = None,
     force: bool = False,
     reason: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> PromotionResult:
     """Move ``production`` to the challenger (default: @staging) if it passes the gates."""
+    say = progress or (lambda _message: None)
     if force and not reason:
         raise LoanriskError("--force needs --reason: say why the gates are overridden")
     challenger = models.get(version) if version else models.by_alias(Alias.STAGING)
@@ -105,8 +108,11 @@ def promote(
         raise LoanriskError(f"the evaluation window ({described}) needs good and bad loans")
     compared = [challenger.version] + ([champion.version] if champion else [])
     # Each version is loaded and scores the window once; the gates reuse the answers.
+    say(f"loading version(s) {', '.join(compared)}")
     bundles = {v: models.load_bundle(v) for v in compared}
+    say(f"scoring the evaluation window ({described}, {len(window):,} loans) with each")
     predicted = {v: bundles[v].predict(window) for v in compared}
+    say("applying the gates")
     scores = score_versions(predicted, window)
     new = scores[challenger.version]
     gap = abs(new["mean_pd"] - new["default_rate"])

@@ -190,3 +190,18 @@ def test_help_renders_flags_without_a_type_and_settings_with_their_defaults(tmp_
         assert "--json" in shown.stdout or command == "serve"
     ingest = run("ingest", "--help", home=tmp_path / "home").stdout
     assert "LOANRISK_INGEST__MAX_REJECT_SHARE; default 0.2" in " ".join(ingest.split())
+
+
+def test_long_paths_are_never_cut_in_an_80_column_log(tmp_path: Path):
+    folder = tmp_path / ("a-rather-long-folder-name-for-landed-loan-files-" * 2) / "2026-12"
+    folder.mkdir(parents=True)
+    loans = folder / "loans-extract-with-a-long-name.csv"
+    assert (
+        run("generate", "--rows", "2000", "--out", str(loans), home=tmp_path / "h").returncode == 0
+    )
+    narrow = run("ingest", str(loans), home=tmp_path / "h", env={"COLUMNS": "80"})
+    assert narrow.returncode == 0, narrow.stderr
+    assert "…" not in narrow.stdout and "…" not in narrow.stderr
+    assert "loans-extract-with-a-long-name.csv" in "".join(
+        line.strip(" │|") for line in narrow.stdout.splitlines()
+    ).replace(" ", "")

@@ -24,6 +24,9 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def both(served_home) -> Iterator[tuple[str, str]]:
     settings, _ = served_home
+    ours = Service(settings.home)
+    # The version the service answers with (other tests may have moved @production).
+    version = httpx.get(f"{ours.url}/version").json()["model_version"]
     port = free_port()
     log = (settings.home.parent / f"mlflow-serve-{port}.log").open("w")
     env = {
@@ -31,26 +34,15 @@ def both(served_home) -> Iterator[tuple[str, str]]:
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow runs its venv's tools
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
     }
+    model = f"models:/{settings.mlflow.model_name}/{version}"
+    command = ["models", "serve", "-m", model, "--env-manager", "local"]
     mlflow = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            f"models:/{settings.mlflow.model_name}/1",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        [str(BIN / "mlflow"), *command, "--host", "127.0.0.1", "-p", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    ours = Service(settings.home)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180

@@ -137,6 +137,11 @@ def test_a_profile_fitted_to_another_lenders_file(tmp_path: Path):
     columns = {k: {**v, **FITTED.get(k, {})} for k, v in BUREAU["columns"].items()}
     fitted.write_text(yaml.safe_dump({**BUREAU, "columns": columns}))
 
+    shown = run("profiles", "show", str(fitted), home=home)
+    assert shown.returncode == 0, shown.stderr
+    for said in ("percent (in %)", "0..50; missing: 96, 98", "18..100 (outside: missing)"):
+        assert said in shown.stdout, shown.stdout
+
     refused = run("--profile", str(naive), "ingest", str(data), home=home)
     assert refused.returncode == 1, refused.stderr
     message = " ".join(refused.stderr.split())

@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from loanrisk.cli.common import EXIT_RETRYABLE, Resources, err, fail, setting_help
+from loanrisk.cli.common import (
+    EXIT_RETRYABLE,
+    Resources,
+    err,
+    fail,
+    setting_help,
+    show_flags_without_type,
+)
 from loanrisk.config import get_settings
 from loanrisk.errors import LoanriskError
 from loanrisk.logs import configure_logging
@@ -40,6 +47,7 @@ def run() -> None:
 
     from loanrisk.registry import unreachable
 
+    show_flags_without_type()
     try:
         app()
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, ConnectionError) as exc:

@@ -28,19 +28,26 @@ from loanrisk.config import Settings
 from loanrisk.errors import LoanriskError, NothingToDo, UnreachableError
 
 
-def _flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
-    """A flag takes no value: its help shows none (Typer's would read ``--json <bool>``)."""
-    return None if self.is_flag else _option_type(self, ctx)
+def show_flags_without_type() -> None:
+    """A flag takes no value: its help shows none (Typer 0.29 renders ``--json <bool>``).
+    Called by the console entry point before the app runs."""
+    option = typer.core.TyperOption
+    if getattr(option.display_type_rich, "_loanrisk", False):
+        return
+    shown = option.display_type_rich
 
+    def display(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
 
-_option_type = typer.core.TyperOption.display_type_rich
-typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+    display._loanrisk = True  # type: ignore[attr-defined]
+    option.display_type_rich = display  # type: ignore[method-assign]
+
 
 if TYPE_CHECKING:  # MLflow and SQLAlchemy are imported by the commands that use them
     from loanrisk.registry import Registry
     from loanrisk.warehouse.engine import Warehouse
 
-out = Console()
+out = Console(soft_wrap=True)  # a long path stays on one line (copyable), never cut
 err = Console(stderr=True, soft_wrap=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")]

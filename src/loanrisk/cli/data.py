@@ -174,6 +174,7 @@ def ingest_command(
         "seconds",
         title="ingestion",
     )
+    table.columns[0].overflow = "fold"  # a long path is wrapped, never cut to "…"
     for r in results:
         if r.skipped:
             table.add_row(r.source, str(r.batch_id), "[dim]skipped[/]", "", "", "", "", "")
@@ -267,18 +268,28 @@ def profiles_show(
         "parser",
         "role",
         "required",
-        "range",
+        "values",
         "description",
         title=f"profile {profile.name}",
     )
     for column, spec in profile.columns.items():
-        bounds = "" if spec.min is None and spec.max is None else f"{spec.min}..{spec.max}"
+        bounds = ""
+        if spec.min is not None or spec.max is not None:
+            low, high = (f"{b:g}" if b is not None else "" for b in (spec.min, spec.max))
+            bounds = f"{low}..{high}"
+        if spec.categories:
+            bounds = ", ".join(spec.categories)
+        if spec.out_of_range != "reject" and bounds:
+            bounds += f" (outside: {spec.out_of_range})"
+        if spec.missing:
+            bounds += f"; missing: {', '.join(spec.missing)}"
+        parser = spec.parser.value + (" (in %)" if spec.unit == "percent" else "")
         table.add_row(
             column,
-            spec.parser.value,
+            parser,
             spec.role.value,
             "yes" if spec.required else "",
-            bounds,
+            bounds.strip("; "),
             spec.description,
         )
     for column, derived in profile.derived.items():
@@ -292,7 +303,7 @@ def profiles_show(
         )
     out.print(table)
     out.print(
-        f"id: {profile.id.column or '(derived from row content)'}; vintage: "
+        f"id: {profile.id.column or '(derived from the application fields)'}; vintage: "
         f"{profile.vintage}; target: {profile.target.column} "
         f"(bad: {', '.join(profile.target.bad)})"
     )

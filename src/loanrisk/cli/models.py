@@ -173,6 +173,7 @@ def promote_command(
         force=force,
         reason=reason,
         if_new=if_new,
+        progress=None if as_json else (lambda m: err.print(f"[dim]{m}[/]", highlight=False)),
     )
     if as_json:
         emit_json(result.as_dict())

@@ -142,6 +142,8 @@ def print_step(step: StepResult) -> None:
                     f"{batch.rows_silver_new:,} new silver, {batch.rows_rejected:,} "
                     f"rejected, {batch.rows_gold:,} gold"
                 )
+                for warning in batch.warnings:
+                    err.print(f"  [yellow]warning:[/] {warning}", highlight=False)
     elif step.step == "train":
         print_candidates(outcome)
     elif step.step == "promote":

@@ -6,8 +6,6 @@ import asyncio
 import gc
 import json
 import logging
-import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -43,9 +41,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings, *, on_ready: Callable[[Service, float], None] | None = None
+) -> FastAPI:
     """The service for ``settings``: model holder, prediction log and routes (the warehouse
-    and the registry are opened once here, for the life of the process)."""
+    and the registry are opened once here, for the life of the process). ``on_ready`` is
+    told, once at start-up, the service and how long the model took to load."""
     warehouse = Warehouse.open(settings)
     profile = warehouse.profile
     serving = settings.serving
@@ -57,7 +58,8 @@ def create_app(settings: Settings) -> FastAPI:
         service.prediction_log.start()
         started = time.perf_counter()
         service.models.start()
-        _announce(service, time.perf_counter() - started)
+        if on_ready is not None:
+            on_ready(service, time.perf_counter() - started)
         # Everything loaded so far (libraries, the model) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise stall requests.
         gc.collect()
@@ -117,26 +119,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(_Observe)  # outermost: it counts and heads every answer
     return app
-
-
-def _announce(service: Service, seconds: float) -> None:
-    """One line on stderr once this process can answer (uvicorn's own lines say only that
-    the port is open): the model it serves, or why /ready answers 503."""
-    serving = service.settings.serving
-    where = f"http://{serving.host}:{serving.port}"
-    model = service.models.current
-    if model is None:
-        line = (
-            f"not ready (pid {os.getpid()}): {service.models.problem}; /ready answers 503 "
-            f"until it is fixed (checked every {serving.poll_seconds:g} s) - {where}"
-        )
-    else:
-        line = (
-            f"ready (pid {os.getpid()}): {model.name} version {model.version} "
-            f"(@{model.alias}) loaded in {seconds:.1f} s; answering on {where} (docs at /docs)"
-        )
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 class AsciiJSONResponse(JSONResponse):

@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 
 from loanrisk.config import Settings, get_settings
 from loanrisk.logs import configure_logging
 from loanrisk.serving.app import create_app
+from loanrisk.serving.deps import Service
 from loanrisk.serving.fastlane import FastLane
 from loanrisk.serving.metrics import MULTIPROCESS_ENV
 
@@ -21,7 +23,27 @@ def app_factory() -> FastLane:
     """The service: the FastAPI app behind the fast lane for plainly valid predictions."""
     settings = get_settings()
     configure_logging(settings.log_level)
-    return FastLane(create_app(settings))
+    return FastLane(create_app(settings, on_ready=announce))
+
+
+def announce(service: Service, seconds: float) -> None:
+    """One line on stderr once this process can answer, beside uvicorn's start-up lines
+    (which say only that the port is open): the model it serves, or why /ready is 503."""
+    serving = service.settings.serving
+    where = f"http://{serving.host}:{serving.port}"
+    model = service.models.current
+    if model is None:
+        line = (
+            f"not ready (pid {os.getpid()}): {service.models.problem}; /ready answers 503 "
+            f"until it is fixed (checked every {serving.poll_seconds:g} s) - {where}"
+        )
+    else:
+        line = (
+            f"ready (pid {os.getpid()}): {model.name} version {model.version} "
+            f"(@{model.alias}) loaded in {seconds:.1f} s; answering on {where} (docs at /docs)"
+        )
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def run_server(settings: Settings) -> None:
