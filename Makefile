@@ -21,7 +21,7 @@ help:
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing loanrisk with its development tools: $$(grep -c '==' requirements.lock) pinned packages from requirements.lock (about 1.8 GB; a minute or two)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python tools/install.py requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP) $(RUNTIME)
 
@@ -31,7 +31,7 @@ $(STAMP): requirements.lock pyproject.toml
 $(RUNTIME): requirements-image.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing loanrisk: $$(grep -c '==' requirements-image.lock) pinned packages from requirements-image.lock (about 1.3 GB; a minute or two)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-image.lock
+	$(BIN)/python tools/install.py requirements-image.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(RUNTIME)
 
@@ -76,8 +76,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not postgres"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks airflow
-	$(BIN)/ruff format --check src tests benchmarks airflow
+	$(BIN)/ruff check src tests benchmarks airflow tools
+	$(BIN)/ruff format --check src tests benchmarks airflow tools
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## generate + ingest; also: benchmarks/train.py, serve.py, score.py
