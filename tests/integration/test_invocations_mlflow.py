@@ -32,7 +32,10 @@ def both(served_home) -> Iterator[tuple[str, str]]:
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow runs its venv's tools
+        # Both: an earlier test in this process may have left MLFLOW_REGISTRY_URI set
+        # (mlflow.set_registry_uri exports it), pointing at another home's registry.
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "MLFLOW_REGISTRY_URI": settings.tracking_uri,
     }
     model = f"models:/{settings.mlflow.model_name}/{version}"
     command = ["models", "serve", "-m", model, "--env-manager", "local"]
