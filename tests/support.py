@@ -56,6 +56,23 @@ def service_env(home: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def wait_until_answering(
+    url: str, process: subprocess.Popen, log: Path, seconds: float, what: str = "service"
+) -> None:
+    """Poll ``url`` until it answers 200; fail with the log's end if ``process`` exits or
+    ``seconds`` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not start: " + log.read_text()[-3000:])
+        time.sleep(0.3)
+
+
 class Service:
     """`loanrisk serve` in its own process group (so a test can kill -9 all of it)."""
 
@@ -70,19 +87,11 @@ class Service:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(
-                    "service did not start: " + Path(self.log.name).read_text()[-3000:]
-                )
-            time.sleep(0.3)
+        try:
+            wait_until_answering(f"{self.url}/health", self.process, Path(self.log.name), 120)
+        except AssertionError:
+            self.stop()
+            raise
 
     def workers(self) -> list[int]:
         """Pids of the worker processes (several workers), else of the server itself."""

@@ -8,14 +8,13 @@ import math
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import APPLICATION, KEY, Service, free_port
+from tests.support import APPLICATION, KEY, Service, free_port, wait_until_answering
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -48,18 +47,7 @@ def both(served_home) -> Iterator[tuple[str, str]]:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if mlflow.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    "mlflow models serve did not start: " + Path(log.name).read_text()[-3000:]
-                )
-            time.sleep(0.5)
+        wait_until_answering(f"{url}/ping", mlflow, Path(log.name), 180, "mlflow models serve")
         yield url, ours.url
     finally:
         ours.stop()

@@ -204,7 +204,9 @@ def _loan_ids(
         missing = ids.isna()
         if applications:
             if missing.any():
-                ids[missing] = application_keys(typed, profile, raw.index)[missing]
+                rows = missing.to_numpy()
+                needing = {name: values[rows] for name, values in typed.items()}
+                ids[missing] = application_keys(needing, profile, raw.index[rows])
             return ids
         if missing.any():
             problems.append(

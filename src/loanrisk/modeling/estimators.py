@@ -538,6 +538,7 @@ class _Search:
         train: tuple[pd.DataFrame, np.ndarray],
         valid: tuple[pd.DataFrame, np.ndarray],
         seed: int,
+        trials: int,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         if name not in CANDIDATES:
@@ -545,7 +546,7 @@ class _Search:
         self.name, self.family = name, CANDIDATES[name]
         self.spec, self.train, self.valid, self.seed = spec, train, valid, seed
         self.best: tuple[Candidate, float] | None = None
-        self.progress, self.trials = progress, 0
+        self.trials, self.progress = trials, progress
 
     def build(self, params: dict[str, Any]) -> tuple[Candidate, float]:
         candidate = self.family(self.spec, params, seed=self.seed)
@@ -566,14 +567,13 @@ class _Search:
             )
         return auc
 
-    def shared(self, study: SharedStudy, trials: int) -> optuna.Study:
+    def shared(self, study: SharedStudy) -> optuna.Study:
         """Run trials in the shared study until it holds ``trials`` (every process's)."""
         shared = study.open(self.seed)
         if not shared.get_trials(deepcopy=False):
             shared.enqueue_trial(dict(self.family.defaults))
-        enough = optuna.study.MaxTrialsCallback(trials, states=None)
-        self.trials = trials
-        shared.optimize(self.objective, n_trials=trials, callbacks=[enough])
+        enough = optuna.study.MaxTrialsCallback(self.trials, states=None)
+        shared.optimize(self.objective, n_trials=self.trials, callbacks=[enough])
         return shared
 
 
@@ -596,7 +596,7 @@ def fit_candidate(
     and fits the study's best parameters (refitted here when another process found them),
     so the choice is the one a single process would make from the same trials.
     """
-    search = _Search(name, spec, train, valid, seed, progress)
+    search = _Search(name, spec, train, valid, seed, trials, progress)
     if trials <= 1:
         candidate, auc = search.build({})
         return FitResult(candidate, candidate.params, auc, 1)
@@ -606,12 +606,11 @@ def fit_candidate(
             direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
         )
         local.enqueue_trial(dict(search.family.defaults))
-        search.trials = trials
         local.optimize(search.objective, n_trials=trials)
         assert search.best is not None
         candidate, auc = search.best
         return FitResult(candidate, candidate.params, auc, trials)
-    shared = search.shared(study, trials)
+    shared = search.shared(study)
     winner = study.settled(shared)
     if search.best is not None and winner.value is not None and search.best[1] >= winner.value:
         candidate, auc = search.best
@@ -635,7 +634,7 @@ def tune_candidate(
     """A search-only worker: run trials in the shared study until it holds ``trials``;
     fit nothing else (the ``loanrisk train`` that registers fits the winner)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    shared = _Search(name, spec, train, valid, seed, progress).shared(study, trials)
+    shared = _Search(name, spec, train, valid, seed, trials, progress).shared(study)
     finished = shared.get_trials(deepcopy=False)
     mine = [t for t in finished if t.user_attrs.get("worker") == WORKER]
     best = max((t.value for t in finished if t.value is not None), default=None)

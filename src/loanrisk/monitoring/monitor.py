@@ -130,8 +130,8 @@ def _monitor(
     folder = settings.home / "reports" / f"{end:%Y%m%dT%H%M%S}-{run_id[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
     say("writing the report")
-    evidently = folder / "evidently.html"
-    drift.snapshot.save_html(str(evidently))
+    evidently = drift.snapshot.get_html_str(as_iframe=False)
+    (folder / "evidently.html").write_text(evidently, encoding="utf-8")
     html = folder / "report.html"
     drift_alert = any(a.kind is Kind.DRIFT for a in alerts)
     performance_alert = any(a.kind is Kind.PERFORMANCE for a in alerts)
@@ -165,7 +165,7 @@ def _monitor(
         reference_pd=bundle.reference["pd"].to_numpy(dtype=float),
         current_pd=np.asarray(scores, dtype=float),
         grade_edges=bundle.grade_edges,
-        evidently_html=evidently.read_text(encoding="utf-8"),
+        evidently_html=evidently,
     )
     store.save_run(
         engine,
