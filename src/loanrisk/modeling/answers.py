@@ -16,12 +16,11 @@ import pyarrow.compute as pc
 
 from loanrisk.data.jsonrows import arrow_column, frame_objects, json_literals, json_objects
 from loanrisk.data.readers import as_text
+from loanrisk.modeling.decision import REASON
 
 if TYPE_CHECKING:
     from loanrisk.modeling.package import ScoringBundle
 
-# One adverse-action reason: its code, the applicant-facing statement, its contribution.
-REASON = pa.struct([("code", pa.string()), ("reason", pa.string()), ("contribution", pa.float64())])
 # What the model answers for one row in table form (``score_table``): the output
 # columns (reasons as JSON text), then the prediction log's JSON of the application and of
 # the model inputs (null on invalid rows).
@@ -48,16 +47,16 @@ def score_table(bundle: ScoringBundle, chunk: pd.DataFrame) -> pa.Table:
     (``params={"output": "spark"}``), so the two write the same rows.
     """
     chunk = text_frame(chunk)
-    out, features = bundle.predict_with_features(chunk)
+    out, features, decided = bundle.scored(chunk)
     valid = out["pd"].notna().to_numpy()
-    reasons = pa.array(out["reasons"].to_numpy(), pa.list_(REASON), from_pandas=True)
+    at = np.full(len(out), -1, dtype=np.int64)  # each row's place among the scored rows
+    at[features.index.to_numpy()] = np.arange(len(features))
+    reasons = (
+        decided.reason_array() if decided is not None else pa.array([], pa.list_(REASON))
+    ).take(pa.array(at, mask=~valid))
     # The application as sent: the fields the model takes (not outcome columns of a file).
     fields = [c for c in chunk.columns if c in bundle.input_fields()]
     inputs = json_objects(fields, [arrow_column(chunk[field]) for field in fields])
-    if not features.index.is_monotonic_increasing:
-        features = features.sort_index()
-    at = np.full(len(out), -1, dtype=np.int64)
-    at[valid] = np.arange(int(valid.sum()))
     features_json = frame_objects(features).take(pa.array(at, mask=~valid))
     columns = {
         "loan_id": pc.cast(arrow_column(out["loan_id"]), pa.string()),

@@ -7,22 +7,64 @@ Both speeds of the packaged model call ``decide``: the frame path (batch scoring
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from loanrisk.modeling.evaluate import assign_grades
 from loanrisk.profiles.model import ReasonPolicy, Role
 
+# One adverse-action reason: its code, the applicant-facing statement, its contribution.
+REASON = pa.struct([("code", pa.string()), ("reason", pa.string()), ("contribution", pa.float64())])
+
 
 @dataclass
 class Decisions:
-    """Per scored row: 1 if declined, approve/decline, master-scale grade, top reasons."""
+    """Per scored row: 1 if declined, approve/decline, master-scale grade, top reasons
+    (as dicts for the answers of the frame and fast paths, as an Arrow list for tables)."""
 
     default_class: np.ndarray
     decision: np.ndarray
     grade: np.ndarray
-    reasons: list[list[dict[str, Any]]]
+    order: np.ndarray  # per row: reason groups, largest contribution first (``top`` of them)
+    summed: np.ndarray  # per row and group: the contribution (-inf: nothing given)
+    codes: ReasonCodes
+
+    def _listed(self) -> tuple[np.ndarray, np.ndarray, list[float]]:
+        """Per row, how many reasons it has (those that raise its PD), and all rows'
+        reasons end to end: group index and rounded contribution."""
+        values = np.take_along_axis(self.summed, self.order, axis=1)
+        given = values > 0  # a prefix of each row: ``order`` is by contribution
+        return given.sum(axis=1), self.order[given], [round(v, 6) for v in values[given].tolist()]
+
+    @cached_property
+    def reasons(self) -> list[list[dict[str, Any]]]:
+        counts, groups, contributions = self._listed()
+        codes, statements = self.codes.codes, self.codes.statements
+        flat = [
+            {"code": codes[g], "reason": statements[g], "contribution": c}
+            for g, c in zip(groups.tolist(), contributions, strict=True)
+        ]
+        ends = np.cumsum(counts).tolist()
+        return [flat[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+    def reason_array(self) -> pa.ListArray:
+        """``reasons`` as Arrow ``list<REASON>``, built without a dict per reason."""
+        counts, groups, contributions = self._listed()
+        offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+        np.cumsum(counts, out=offsets[1:])
+        index = pa.array(groups, pa.int64())
+        items = pa.StructArray.from_arrays(
+            [
+                pa.array(self.codes.codes, pa.string()).take(index),
+                pa.array(self.codes.statements, pa.string()).take(index),
+                pa.array(contributions, pa.float64()),
+            ],
+            fields=list(REASON),
+        )
+        return pa.ListArray.from_arrays(pa.array(offsets), items)
 
 
 @dataclass(frozen=True)
@@ -87,21 +129,11 @@ def decide(
     summed = np.where(present, contributions, 0.0) @ member
     summed[(present.astype(float) @ member) == 0] = -np.inf  # nothing given in the group
     order = np.argsort(-summed, axis=1)[:, : reasons.top]
-    listed = [
-        [
-            {
-                "code": reasons.codes[g],
-                "reason": reasons.statements[g],
-                "contribution": round(float(summed[i, g]), 6),
-            }
-            for g in row
-            if summed[i, g] > 0
-        ]
-        for i, row in enumerate(order)
-    ]
     return Decisions(
         default_class=declined.astype(int),
         decision=np.where(declined, "decline", "approve"),
         grade=assign_grades(pd_, grade_edges),
-        reasons=listed,
+        order=order,
+        summed=summed,
+        codes=reasons,
     )

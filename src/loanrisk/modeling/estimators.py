@@ -30,7 +30,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from loanrisk.errors import LoanriskError
-from loanrisk.modeling.features import FeatureSpec
+from loanrisk.modeling.features import FeatureSpec, encoded
+from loanrisk.modeling.treeshap import TreeShap, Unsupported
 
 log = logging.getLogger(__name__)
 MISSING_LEVEL = "(missing)"
@@ -423,10 +424,24 @@ class LightGBMCandidate(Candidate):
         )
 
     def contributions(self, x: pd.DataFrame) -> np.ndarray:
-        values = self.model.predict(
-            x, pred_contrib=True, num_iteration=self._iterations(), num_threads=self.num_threads
-        )
-        return np.asarray(values)[:, :-1]
+        shap = self._tree_shap()
+        if shap is None:
+            values = self.model.predict(
+                x, pred_contrib=True, num_iteration=self._iterations(), num_threads=self.num_threads
+            )
+            return np.asarray(values)[:, :-1]
+        return shap(encoded(x), self.num_threads)
+
+    def _tree_shap(self) -> TreeShap | None:
+        """The per-leaf TreeSHAP tables of this model (built once per loaded model), or
+        None for a model they do not cover (LightGBM's own pred_contrib is used then)."""
+        if "_compiled" not in self.__dict__:
+            try:
+                self.__dict__["_compiled"] = TreeShap(self.model.booster_, self._iterations())
+            except Unsupported as exc:
+                log.info("contributions from LightGBM's pred_contrib: %s", exc)
+                self.__dict__["_compiled"] = None
+        return self.__dict__["_compiled"]
 
     def importance(self) -> dict[str, float]:
         gain = self.model.booster_.feature_importance(importance_type="gain")
@@ -435,6 +450,9 @@ class LightGBMCandidate(Candidate):
     def for_serving(self) -> None:
         # Multi-threaded single-row predicts cost milliseconds each in a server process.
         self.num_threads = 1
+        shap = self._tree_shap()  # built (and its kernel compiled) before the first request
+        if shap is not None:
+            shap(np.full((1, len(self.spec.columns)), np.nan))
 
     def score_matrix(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # The probability comes from the same C call as predict_proba (bit-identical);
@@ -442,10 +460,13 @@ class LightGBMCandidate(Candidate):
         # a PD that sits exactly on a grade cut-point.
         booster, iterations = self.model.booster_, self._iterations()
         raw = booster.predict(matrix, num_iteration=iterations, num_threads=1)
-        contributions = booster.predict(
-            matrix, num_iteration=iterations, pred_contrib=True, num_threads=1
-        )
-        return np.asarray(raw), np.asarray(contributions)[:, :-1]
+        shap = self._tree_shap()
+        if shap is None:
+            contributions = booster.predict(
+                matrix, num_iteration=iterations, pred_contrib=True, num_threads=1
+            )
+            return np.asarray(raw), np.asarray(contributions)[:, :-1]
+        return np.asarray(raw), shap(matrix)
 
 
 CANDIDATES: dict[str, type[Candidate]] = {

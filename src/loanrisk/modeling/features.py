@@ -66,3 +66,17 @@ def model_frame(gold: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
         column = gold[name] if name in gold.columns else pd.Series(None, index=gold.index)
         data[name] = pd.Categorical(column.astype("string"), categories=spec.levels[name])
     return pd.DataFrame(data, index=gold.index)
+
+
+def encoded(x: pd.DataFrame) -> np.ndarray:
+    """A model frame as the float matrix LightGBM predicts from: numeric columns as they
+    are, each categorical as its level's index (missing or unseen: NaN)."""
+    matrix = np.empty((len(x), x.shape[1]), dtype=np.float64)
+    for j, name in enumerate(x.columns):
+        column = x[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = column.cat.codes.to_numpy()
+            matrix[:, j] = np.where(codes < 0, np.nan, codes)
+        else:
+            matrix[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return matrix

@@ -92,6 +92,15 @@ class ScoringBundle:
 
     def predict_with_features(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``predict`` plus the model inputs of the valid rows (indexed like the output)."""
+        out, features, decided = self.scored(raw)
+        if decided is not None:
+            rows = features.index.to_numpy()
+            out.loc[rows, "reasons"] = pd.Series(decided.reasons, index=rows, dtype=object)
+        return out, features
+
+    def scored(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Decisions | None]:
+        """``predict``'s answer without its reasons column, the model inputs of the valid
+        rows (indexed by their row in ``raw``), and their decisions (reasons in both forms)."""
         raw = raw.reset_index(drop=True)
         refined = refine(raw, self.profile, applications=True)
         out = pd.DataFrame(index=raw.index, columns=OUTPUT_COLUMNS, dtype=object)
@@ -102,6 +111,7 @@ class ScoringBundle:
             out.loc[rows, "loan_id"] = refined.rejects[LOAN_ID].to_numpy()
         silver = refined.silver
         features = pd.DataFrame(columns=self.spec.columns)
+        decided = None
         if len(silver):
             gold = build_features(silver, self.profile)
             features = model_frame(gold, self.spec)
@@ -116,9 +126,8 @@ class ScoringBundle:
             out.loc[rows, "default_class"] = decided.default_class
             out.loc[rows, "decision"] = decided.decision
             out.loc[rows, "grade"] = decided.grade
-            out.loc[rows, "reasons"] = pd.Series(decided.reasons, index=rows, dtype=object)
         out["pd"] = out["pd"].astype("float64")
-        return out, features
+        return out, features, decided
 
 
 class LoanDefaultModel(PythonModel):
