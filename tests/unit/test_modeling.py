@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from loanrisk.errors import LoanriskError
+from loanrisk.modeling.decision import rounded
 from loanrisk.modeling.evaluate import (
     Calibrator,
     assign_grades,
@@ -116,3 +117,21 @@ def test_without_dates_the_promotion_window_is_the_held_out_part():
     later = split_data(grown)
     assert set(split.test["loan_id"]) <= set(later.test["loan_id"])  # nobody moved
     assert set(split.train["loan_id"]) <= set(later.train["loan_id"])
+
+
+def test_reason_contributions_are_rounded_as_python_rounds() -> None:
+    """The vectorised rounding of reason contributions gives Python's round(v, 6) bits,
+    including values within rounding error of a half (where rint(v * 1e6) would not)."""
+    rng = np.random.default_rng(5)
+    halves = (rng.integers(0, 10**7, 20_000) + 0.5) / 1e6  # nearest doubles to x.5e-6
+    values = np.concatenate(
+        [
+            rng.exponential(0.3, 100_000),
+            halves,
+            np.nextafter(halves, 0),
+            np.nextafter(halves, 1),
+            [1e-7, 5e-7, 2.5e-6, 0.0000015, 1.2345675, 3.0],
+        ]
+    )
+    expected = [round(v, 6) for v in values.tolist()]
+    assert rounded(values).tolist() == expected

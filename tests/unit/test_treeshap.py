@@ -135,3 +135,26 @@ def test_models_it_does_not_cover_are_refused() -> None:
     linear = lgb.LGBMClassifier(n_estimators=5, linear_tree=True, verbose=-1).fit(numeric, y)
     with pytest.raises(Unsupported, match="linear"):
         TreeShap(linear.booster_, 5)
+
+
+def test_remembered_decisions_give_the_same_bits(monkeypatch) -> None:
+    """A tree's values looked up from the decisions seen before equal computing them,
+    whether the memo is empty, warm, full (slots or values) or absent."""
+    x, y = data(6_000)
+    model = lgb.LGBMClassifier(n_estimators=40, num_leaves=31, verbose=-1).fit(x, y)
+    matrix = np.vstack([encoded(x.head(3_000)), edge_rows(x, model)])
+    monkeypatch.setattr(treeshap, "MEMOS", 0)
+    computed = TreeShap(model.booster_, 40)(matrix)
+    monkeypatch.undo()
+    warm = TreeShap(model.booster_, 40)
+    assert np.array_equal(warm(matrix), computed)  # misses, then hits within the call
+    assert np.array_equal(warm(matrix, threads=2), computed)  # a second memo, and hits
+    memo = warm._memos.get_nowait()
+    assert memo[3][0] > 0 and memo[3][1:].max() > 1  # values were remembered
+    assert np.abs(computed - reference(model, matrix)).max() <= 1e-12
+    for slots, values in ((4 * 40, treeshap.MEMO_VALUES), (treeshap.MEMO_SLOTS, 50)):
+        monkeypatch.setattr(treeshap, "MEMO_SLOTS", slots)
+        monkeypatch.setattr(treeshap, "MEMO_VALUES", values)
+        cramped = TreeShap(model.booster_, 40)
+        assert np.array_equal(cramped(matrix), computed)
+        assert np.array_equal(cramped(matrix), computed)

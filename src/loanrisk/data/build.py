@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from loanrisk.constants import LABEL, LOAN_ID, VINTAGE
+from loanrisk.data.parsers import moments
 from loanrisk.errors import LoanriskError
 from loanrisk.profiles.model import DerivedSpec, Profile
 
@@ -37,7 +38,7 @@ def _derive(silver: pd.DataFrame, spec: DerivedSpec) -> pd.Series:
     if first not in silver.columns or second not in silver.columns:
         return pd.Series(np.nan, index=silver.index, dtype="float64")
     if spec.op == "months_between":
-        start, end = pd.to_datetime(silver[first]), pd.to_datetime(silver[second])
+        start, end = moments(silver[first]), moments(silver[second])
         months = (end.dt.year - start.dt.year) * 12 + (end.dt.month - start.dt.month)
         return months.astype("float64") * spec.scale
     a = silver[first].astype("float64")

@@ -282,3 +282,11 @@ def _to_series(values: pa.Array, parser: Parser, index: pd.Index) -> pd.Series:
         index=index,
         name=None,
     )
+
+
+def moments(values: pd.Series) -> pd.Series:
+    """``values`` as datetimes (NaT where not a date); parsed columns already are, and pass
+    through without ``to_datetime``'s per-value checks."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    return pd.to_datetime(values, errors="coerce")

@@ -24,7 +24,7 @@ from loanrisk.constants import (
     VINTAGE,
     Label,
 )
-from loanrisk.data.parsers import clean_arrow, parse_column
+from loanrisk.data.parsers import clean_arrow, moments, parse_column
 from loanrisk.errors import InputFileError
 from loanrisk.profiles.model import Parser, Profile, normalise_header
 
@@ -295,8 +295,8 @@ def horizon_labels(kinds: pd.Series, typed: dict[str, pd.Series], profile: Profi
 
 def _month_number(values: pd.Series) -> pd.Series:
     """Months since year 0 of month values (NaN where missing)."""
-    moments = pd.to_datetime(values, errors="coerce")
-    return (moments.dt.year * 12 + moments.dt.month).astype("float64")
+    when = moments(values)
+    return (when.dt.year * 12 + when.dt.month).astype("float64")
 
 
 def _collect(problems: list[pd.DataFrame], loan_id: pd.Series) -> pd.DataFrame:

@@ -37,7 +37,7 @@ class Decisions:
         reasons end to end: group index and rounded contribution."""
         values = np.take_along_axis(self.summed, self.order, axis=1)
         given = values > 0  # a prefix of each row: ``order`` is by contribution
-        return given.sum(axis=1), self.order[given], [round(v, 6) for v in values[given].tolist()]
+        return given.sum(axis=1), self.order[given], rounded(values[given]).tolist()
 
     @cached_property
     def reasons(self) -> list[list[dict[str, Any]]]:
@@ -65,6 +65,18 @@ class Decisions:
             fields=list(REASON),
         )
         return pa.ListArray.from_arrays(pa.array(offsets), items)
+
+
+def rounded(values: np.ndarray, digits: int = 6) -> np.ndarray:
+    """Python's ``round(v, digits)`` of every value, vectorised: ``rint(v·10^k)/10^k`` is
+    the same double wherever ``v·10^k`` is not within rounding error of a half; those few
+    are rounded by Python (decimal-exact)."""
+    scale = 10.0**digits
+    scaled = values * scale
+    out = np.rint(scaled) / scale
+    near = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6
+    out[near] = [round(v, digits) for v in values[near].tolist()]
+    return out
 
 
 @dataclass(frozen=True)

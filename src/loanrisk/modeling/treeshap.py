@@ -29,6 +29,8 @@ rows); models this does not cover (linear trees, several classes) keep ``pred_co
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -39,6 +41,9 @@ import numpy as np
 
 TABLE_DEPTH = 12  # unique features on a leaf's path up to which it gets a table
 TABLE_BUDGET = 1 << 24  # table entries in all (128 MB of float64)
+MEMO_SLOTS = 1 << 19  # remembered decision patterns per memo, over all trees (8 MB)
+MEMO_VALUES = 1 << 21  # their values per memo (16 MB of float64)
+MEMOS = 4  # memos per model (one per thread scoring at the same time)
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float)
 _MISSING = {0: 0, 1: 1, 2: 2}  # None, Zero, NaN (decision_type bits 2-3)
 
@@ -140,46 +145,71 @@ def _leaf_direct(z: Any, d: int, v: float, w: Any, pattern: int, out: Any, e: An
 
 
 @numba.njit(cache=True, nogil=True)
-def _explain(x: Any, out: Any, t: Any) -> None:
+def _explain(x: Any, out: Any, t: Any, memo: Any) -> None:
     (node_start, feature, kind, threshold, cat_start, cat_len, cat_bits, leaf_start,
      leaf_value, leaf_d, slot_start, slot_feature, slot_z, entry_start, entry_node,
-     entry_left, entry_slot, table_offset, table, weights) = t  # fmt: skip
+     entry_left, entry_slot, table_offset, tree_feature_start, tree_feature, table,
+     weights) = t  # fmt: skip
+    keys, found, store, used = memo
     trees = len(node_start) - 1
+    slots = len(keys) // trees if trees else 0  # per tree; 0: no memo
     widest = 0
     for tree in range(trees):
         widest = max(widest, node_start[tree + 1] - node_start[tree])
     left = np.empty(max(widest, 1), dtype=np.int64)  # 1: the row goes left there
     scratch = np.empty(65)
     values = np.empty(64)
+    local = np.zeros(out.shape[1])  # one tree's contributions, by feature
     for r in range(x.shape[0]):
         row = x[r]
         acc = out[r]
         for tree in range(trees):
             first = node_start[tree]
-            for k in range(node_start[tree + 1] - first):
+            internal = node_start[tree + 1] - first
+            key = 0
+            for k in range(internal):
                 node = first + k
                 value = row[feature[node]]
                 flags = kind[node]
                 if flags & 1:  # categorical: NaN, negative or not in the bitset go right
-                    go = False
+                    go = 0
                     if not math.isnan(value):
                         code = int(value)
                         if code >= 0 and code // 32 < cat_len[node]:
-                            go = (cat_bits[cat_start[node] + code // 32] >> (code % 32)) & 1 == 1
+                            go = (cat_bits[cat_start[node] + code // 32] >> (code % 32)) & 1
                     left[k] = go
-                    continue
-                missing = (flags >> 2) & 3
-                if math.isnan(value):
-                    if missing == 2:
-                        left[k] = flags & 2 == 2
-                        continue
-                    value = 0.0
-                if math.fabs(value) <= _ZERO:
-                    if missing == 1:
-                        left[k] = flags & 2 == 2
-                        continue
-                    value = 0.0
-                left[k] = value <= threshold[node]
+                else:
+                    missing = (flags >> 2) & 3
+                    if math.isnan(value) and missing == 2:
+                        left[k] = (flags >> 1) & 1
+                    elif math.isnan(value) or math.fabs(value) <= _ZERO:
+                        if missing == 1:
+                            left[k] = (flags >> 1) & 1
+                        else:
+                            left[k] = threshold[node] >= 0.0
+                    else:
+                        left[k] = value <= threshold[node]
+                key = (key << 1) | left[k]
+            f0, f1 = tree_feature_start[tree], tree_feature_start[tree + 1]
+            # The tree's values depend on the row only through its decisions: seen
+            # decisions are looked up (same bits as computing them: the same sums).
+            at = -1
+            if slots and internal <= 62:
+                h = ((key * -7046029254386353131) >> 20) & (slots - 1)
+                while True:
+                    place = tree * slots + h
+                    if keys[place] == key:
+                        base = found[place]
+                        for j in range(f1 - f0):
+                            acc[tree_feature[f0 + j]] += store[base + j]
+                        at = -2
+                        break
+                    if keys[place] == -1:
+                        at = place
+                        break
+                    h = (h + 1) & (slots - 1)
+            if at == -2:
+                continue
             for leaf in range(leaf_start[tree], leaf_start[tree + 1]):
                 d = leaf_d[leaf]
                 if d == 0:
@@ -193,12 +223,26 @@ def _explain(x: Any, out: Any, t: Any) -> None:
                 if offset >= 0:
                     base = offset + pattern * d
                     for j in range(d):
-                        acc[slot_feature[s0 + j]] += table[base + j]
+                        local[slot_feature[s0 + j]] += table[base + j]
                 else:
                     _leaf_direct(slot_z[s0 : s0 + d], d, leaf_value[leaf], weights[d],
                                  pattern, values, scratch)  # fmt: skip
                     for j in range(d):
-                        acc[slot_feature[s0 + j]] += values[j]
+                        local[slot_feature[s0 + j]] += values[j]
+            # Remember it while the tree's slots are under 3/4 full and the store has room.
+            keep = at >= 0 and used[1 + tree] * 4 < slots * 3 and used[0] + f1 - f0 <= len(store)
+            if keep:
+                keys[at] = key
+                found[at] = used[0]
+                used[1 + tree] += 1
+            for j in range(f1 - f0):
+                f = tree_feature[f0 + j]
+                if keep:
+                    store[used[0] + j] = local[f]
+                acc[f] += local[f]
+                local[f] = 0.0
+            if keep:
+                used[0] += f1 - f0
 
 
 # --------------------------------------------------------------------------- the model
@@ -273,6 +317,7 @@ class TreeShap:
         self.n_features = n_features
         arrays: dict[str, list[Any]] = {k: [] for k in _FIELDS}
         node_start, leaf_start, cat_offset = [0], [0], 0
+        tree_feature_start = [0]
         table_parts: list[np.ndarray] = []
         table_size, deepest = 0, 1
         for tree in trees:
@@ -289,6 +334,8 @@ class TreeShap:
                 else:
                     arrays["cat_start"].append(0)
                     arrays["cat_len"].append(0)
+            arrays["tree_feature"].extend(sorted(set(tree.split_feature)))
+            tree_feature_start.append(len(arrays["tree_feature"]))
             cat_offset += len(tree.cat_threshold)
             arrays["cat_bits"].extend(tree.cat_threshold)
             node_start.append(node_start[-1] + internal)
@@ -321,6 +368,7 @@ class TreeShap:
             leaf_start.append(leaf_start[-1] + max(len(tree.leaf_value), 1))
         weights = _weights(max(deepest, 1))
         arrays["node_start"], arrays["leaf_start"] = node_start, leaf_start
+        arrays["tree_feature_start"] = tree_feature_start
         arrays["entry_start"].insert(0, 0)
         typed = {
             name: np.asarray(arrays[name], dtype=_DTYPES.get(name, np.int64)) for name in _FIELDS
@@ -339,33 +387,56 @@ class TreeShap:
         self._arrays = (*typed.values(), table, weights)
         self.trees = len(trees)
         self.table_entries = table_size
+        self._memos: queue.SimpleQueue[tuple[np.ndarray, ...]] = queue.SimpleQueue()
+        self._made, self._lock = 0, threading.Lock()
 
     def __call__(self, matrix: np.ndarray, threads: int = 1) -> np.ndarray:
         """Contributions of the rows of ``matrix`` (float64, LightGBM's feature order);
         ``threads`` > 1 splits the rows over that many threads (the kernel drops the GIL)."""
         x = np.ascontiguousarray(matrix, dtype=np.float64)
         out = np.zeros((x.shape[0], self.n_features))
-        if threads <= 1 or len(x) < 2_000:
-            _explain(x, out, self._arrays)
-            return out
-        bounds = np.linspace(0, len(x), threads + 1).astype(int)
-        with ThreadPoolExecutor(threads) as pool:
-            list(
-                pool.map(
-                    lambda i: _explain(
-                        x[bounds[i] : bounds[i + 1]], out[bounds[i] : bounds[i + 1]], self._arrays
-                    ),
-                    range(threads),
-                )
-            )
+        parts = 1 if threads <= 1 or len(x) < 2_000 else threads
+        bounds = np.linspace(0, len(x), parts + 1).astype(int)
+
+        def explain(i: int) -> None:
+            memo = self._take_memo()
+            try:
+                _explain(x[bounds[i] : bounds[i + 1]], out[bounds[i] : bounds[i + 1]],
+                         self._arrays, memo)  # fmt: skip
+            finally:
+                if len(memo[0]):  # one that remembers nothing is not kept
+                    self._memos.put(memo)
+
+        if parts == 1:
+            explain(0)
+        else:
+            with ThreadPoolExecutor(parts) as pool:
+                list(pool.map(explain, range(parts)))
         return out
+
+    def _take_memo(self) -> tuple[np.ndarray, ...]:
+        """A memo of decisions seen → the tree's values, for one thread at a time: from the
+        pool, or a new one (at most ``MEMOS``; past that, one that remembers nothing)."""
+        try:
+            return self._memos.get_nowait()
+        except queue.Empty:
+            pass
+        slots = 1 << max(int(MEMO_SLOTS // max(self.trees, 1)).bit_length() - 1, 0)
+        with self._lock:
+            self._made += 1
+            if self._made > MEMOS or slots < 4:
+                slots = 0
+        keys = np.full(self.trees * slots, -1, dtype=np.int64)
+        store = np.empty(MEMO_VALUES if slots else 0)
+        return keys, np.empty_like(keys), store, np.zeros(1 + self.trees, dtype=np.int64)
 
 
 # The kernel's arrays in the order it unpacks them (then the tables and the weights).
 _FIELDS = (
     "node_start", "feature", "kind", "threshold", "cat_start", "cat_len", "cat_bits",
     "leaf_start", "leaf_value", "leaf_d", "slot_start", "slot_feature", "slot_z", "entry_start",
-    "entry_node", "entry_left", "entry_slot", "table_offset",
+    "entry_node", "entry_left", "entry_slot", "table_offset", "tree_feature_start",
+    "tree_feature",
 )  # fmt: skip
 # The kernel's arrays that are not int64.
 _DTYPES = {
