@@ -92,6 +92,20 @@ RAW = textwrap.dedent("""
 """)
 
 
+def applications(rows: int) -> Path:
+    """The generated applications file of ``rows`` rows (made once, kept in out/)."""
+    source = HERE / "out" / f"applications_{rows}.csv.gz"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    if not source.exists():
+        subprocess.run(
+            [LOANRISK, "generate", "--rows", str(rows), "--start", "2016-01", "--months", "6",
+             "--seed", "77", "--out", str(source), "--json"],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+    return source
+
+
 def forget_run(env: dict[str, str], run_id: str) -> None:
     """Remove one scoring run (both engines share a run id), so the other can score."""
     url = env.get("LOANRISK_WAREHOUSE__URL") or f"sqlite:///{env['LOANRISK_HOME']}/warehouse.db"
@@ -115,28 +129,7 @@ def main() -> None:
         ),
     )
     args = parser.parse_args()
-    source = HERE / "out" / f"applications_{args.rows}.csv.gz"
-    source.parent.mkdir(parents=True, exist_ok=True)
-    if not source.exists():
-        subprocess.run(
-            [
-                LOANRISK,
-                "generate",
-                "--rows",
-                str(args.rows),
-                "--start",
-                "2016-01",
-                "--months",
-                "6",
-                "--seed",
-                "77",
-                "--out",
-                str(source),
-                "--json",
-            ],
-            check=True,
-            capture_output=True,
-        )
+    source = applications(args.rows)
     tmp = Path(tempfile.mkdtemp(prefix="loanrisk-score-"))
     env = {
         **os.environ,
