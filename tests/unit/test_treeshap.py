@@ -1,5 +1,9 @@
 """The per-leaf TreeSHAP tables give LightGBM's own pred_contrib, on every kind of split."""
 
+import os
+import subprocess
+import sys
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -158,3 +162,32 @@ def test_remembered_decisions_give_the_same_bits(monkeypatch) -> None:
         cramped = TreeShap(model.booster_, 40)
         assert np.array_equal(cramped(matrix), computed)
         assert np.array_equal(cramped(matrix), computed)
+
+
+def _kernels_in_a_fresh_process(env: dict[str, str]) -> str:
+    """Import the kernels and explain one tree in a new interpreter with ``env``."""
+    code = "from loanrisk.modeling.treeshap import compile_kernels; compile_kernels(); print('ok')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_kernels_load_without_a_writable_cache_and_from_a_seeded_one(tmp_path) -> None:
+    """A read-only root (the Kubernetes manifests) must not make the import fail: numba
+    refuses to cache without a folder it can write to, so the kernels compile in memory;
+    a seed (the image's prebuilt cache) is copied into an empty writable NUMBA_CACHE_DIR."""
+    (tmp_path / "file").write_text("")
+    nowhere = {
+        "NUMBA_CACHE_DIR": str(tmp_path / "file" / "cache"),  # not a folder it can make
+        "NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator",  # and no other place
+    }
+    assert _kernels_in_a_fresh_process(nowhere).strip() == "ok"
+    seed, cache = tmp_path / "seed", tmp_path / "cache"
+    _kernels_in_a_fresh_process({"NUMBA_CACHE_DIR": str(seed)})
+    built = sorted(p.relative_to(seed) for p in seed.rglob("*.nbi"))
+    assert built  # the index of each cached kernel
+    env = {"NUMBA_CACHE_DIR": str(cache), "LOANRISK_NUMBA_SEED": str(seed)}
+    _kernels_in_a_fresh_process(env)
+    assert sorted(p.relative_to(cache) for p in cache.rglob("*.nbi")) == built

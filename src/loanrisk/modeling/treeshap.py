@@ -28,8 +28,12 @@ rows); models this does not cover (linear trees, several classes) keep ``pred_co
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import queue
+import shutil
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,12 +52,51 @@ _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float)
 _MISSING = {0: 0, 1: 1, 2: 2}  # None, Zero, NaN (decision_type bits 2-3)
 
 
+log = logging.getLogger(__name__)
+
+
+def _seed_cache() -> None:
+    """Copy the kernels compiled into the image (``LOANRISK_NUMBA_SEED``, read-only) into a
+    writable, empty ``NUMBA_CACHE_DIR`` (a Kubernetes emptyDir), so a pod does not compile
+    them again; numba only uses a cache folder it can write to."""
+    seed, target = os.environ.get("LOANRISK_NUMBA_SEED"), os.environ.get("NUMBA_CACHE_DIR")
+    if not seed or not target or not os.path.isdir(seed):
+        return
+    try:
+        if os.path.isdir(target) and os.listdir(target):
+            return
+        # Copied beside it, then renamed into place: workers starting together never read
+        # a half-copied cache (the one that loses the rename drops its copy).
+        copy = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(target)), prefix=".seed-")
+        shutil.copytree(seed, copy, dirs_exist_ok=True)
+        try:
+            os.rename(copy, target)
+        except OSError:
+            shutil.rmtree(copy, ignore_errors=True)
+    except OSError as exc:
+        log.info("numba kernels not seeded from %s: %s", seed, exc)
+
+
+def _kernel(function: Any) -> Any:
+    """A numba kernel (releases the GIL), cached on disk where numba finds a folder it can
+    write to; where it finds none (a read-only root without NUMBA_CACHE_DIR on a volume),
+    compiled in memory at first use instead of failing at import."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+        log.info("numba kernels compiled in memory: %s", exc)
+        return numba.njit(nogil=True)(function)
+
+
+_seed_cache()
+
+
 class Unsupported(ValueError):
     """A model these tables do not cover; the caller keeps LightGBM's pred_contrib."""
 
 
 # --------------------------------------------------------------------------- kernels
-@numba.njit(cache=True, nogil=True)
+@_kernel
 def _extend(e: Any, size: int, z: float) -> None:
     """Elementary symmetric polynomials ``e[0..size]`` of a set, extended by one ``z``."""
     e[size + 1] = z * e[size]
@@ -61,7 +104,7 @@ def _extend(e: Any, size: int, z: float) -> None:
         e[j] = e[j] + z * e[j - 1]
 
 
-@numba.njit(cache=True, nogil=True)
+@_kernel
 def _weighted(e: Any, size: int, w: Any) -> float:
     """G(A) = Σ_s w(s, d) · e_{|A|-s}(z_A), the permutation-weighted sum over S ⊆ A."""
     total = 0.0
@@ -70,7 +113,7 @@ def _weighted(e: Any, size: int, w: Any) -> float:
     return total
 
 
-@numba.njit(cache=True, nogil=True)
+@_kernel
 def _fill_table(z: Any, d: int, v: float, w: Any, out: Any) -> None:
     """``out[pattern * d + i]`` for every agreement pattern, via subsets (O(2^d · d))."""
     m = 1 << d
@@ -101,7 +144,7 @@ def _fill_table(z: Any, d: int, v: float, w: Any, out: Any) -> None:
                 out[mask * d + i] = v * (0.0 - z[i]) * (q[mask | bit] * g[mask])
 
 
-@numba.njit(cache=True, nogil=True)
+@_kernel
 def _high_bit(x: int) -> int:
     high = 0
     while x >> (high + 1):
@@ -109,7 +152,7 @@ def _high_bit(x: int) -> int:
     return high
 
 
-@numba.njit(cache=True, nogil=True)
+@_kernel
 def _trailing_zeros(x: int) -> int:
     n = 0
     while not (x & 1):
@@ -118,7 +161,7 @@ def _trailing_zeros(x: int) -> int:
     return n
 
 
-@numba.njit(cache=True, nogil=True)
+@_kernel
 def _leaf_direct(z: Any, d: int, v: float, w: Any, pattern: int, out: Any, e: Any) -> None:
     """One pattern's ``d`` values by the same recurrences as ``_fill_table`` (equal bits)."""
     for i in range(d):
@@ -144,7 +187,7 @@ def _leaf_direct(z: Any, d: int, v: float, w: Any, pattern: int, out: Any, e: An
             out[i] = v * (0.0 - z[i]) * (q * g)
 
 
-@numba.njit(cache=True, nogil=True)
+@_kernel
 def _explain(x: Any, out: Any, t: Any, memo: Any) -> None:
     (node_start, feature, kind, threshold, cat_start, cat_len, cat_bits, leaf_start,
      leaf_value, leaf_d, slot_start, slot_feature, slot_z, entry_start, entry_node,
