@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import lightgbm as lgb
 import numpy as np
@@ -31,7 +31,9 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.features import FeatureSpec, encoded
-from loanrisk.modeling.treeshap import TreeShap, Unsupported
+
+if TYPE_CHECKING:
+    from loanrisk.modeling.treeshap import TreeShap
 
 log = logging.getLogger(__name__)
 MISSING_LEVEL = "(missing)"
@@ -436,6 +438,8 @@ class LightGBMCandidate(Candidate):
         """The per-leaf TreeSHAP tables of this model (built once per loaded model), or
         None for a model they do not cover (LightGBM's own pred_contrib is used then)."""
         if "_compiled" not in self.__dict__:
+            from loanrisk.modeling.treeshap import TreeShap, Unsupported  # numba: when used
+
             try:
                 self.__dict__["_compiled"] = TreeShap(self.model.booster_, self._iterations())
             except Unsupported as exc:
