@@ -426,13 +426,18 @@ class LightGBMCandidate(Candidate):
         )
 
     def contributions(self, x: pd.DataFrame) -> np.ndarray:
+        return self._explain(encoded(x), self.num_threads)
+
+    def _explain(self, matrix: np.ndarray, threads: int) -> np.ndarray:
+        """Per-feature log-odds contributions of encoded rows: the TreeSHAP tables, or
+        LightGBM's pred_contrib for a model they do not cover."""
         shap = self._tree_shap()
-        if shap is None:
-            values = self.model.predict(
-                x, pred_contrib=True, num_iteration=self._iterations(), num_threads=self.num_threads
-            )
-            return np.asarray(values)[:, :-1]
-        return shap(encoded(x), self.num_threads)
+        if shap is not None:
+            return shap(matrix, threads)
+        values = self.model.booster_.predict(
+            matrix, pred_contrib=True, num_iteration=self._iterations(), num_threads=threads
+        )
+        return np.asarray(values)[:, :-1]
 
     def _tree_shap(self) -> TreeShap | None:
         """The per-leaf TreeSHAP tables of this model (built once per loaded model), or
@@ -464,13 +469,7 @@ class LightGBMCandidate(Candidate):
         # a PD that sits exactly on a grade cut-point.
         booster, iterations = self.model.booster_, self._iterations()
         raw = booster.predict(matrix, num_iteration=iterations, num_threads=1)
-        shap = self._tree_shap()
-        if shap is None:
-            contributions = booster.predict(
-                matrix, num_iteration=iterations, pred_contrib=True, num_threads=1
-            )
-            return np.asarray(raw), np.asarray(contributions)[:, :-1]
-        return np.asarray(raw), shap(matrix)
+        return np.asarray(raw), self._explain(matrix, 1)
 
 
 CANDIDATES: dict[str, type[Candidate]] = {

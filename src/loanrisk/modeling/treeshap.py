@@ -49,7 +49,6 @@ MEMO_SLOTS = 1 << 19  # remembered decision patterns per memo, over all trees (8
 MEMO_VALUES = 1 << 21  # their values per memo (16 MB of float64)
 MEMOS = 4  # memos per model (one per thread scoring at the same time)
 _ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float)
-_MISSING = {0: 0, 1: 1, 2: 2}  # None, Zero, NaN (decision_type bits 2-3)
 
 
 log = logging.getLogger(__name__)
@@ -438,24 +437,23 @@ class TreeShap:
         ``threads`` > 1 splits the rows over that many threads (the kernel drops the GIL)."""
         x = np.ascontiguousarray(matrix, dtype=np.float64)
         out = np.zeros((x.shape[0], self.n_features))
-        parts = 1 if threads <= 1 or len(x) < 2_000 else threads
-        bounds = np.linspace(0, len(x), parts + 1).astype(int)
-
-        def explain(i: int) -> None:
-            memo = self._take_memo()
-            try:
-                _explain(x[bounds[i] : bounds[i + 1]], out[bounds[i] : bounds[i + 1]],
-                         self._arrays, memo)  # fmt: skip
-            finally:
-                if len(memo[0]):  # one that remembers nothing is not kept
-                    self._memos.put(memo)
-
-        if parts == 1:
-            explain(0)
-        else:
-            with ThreadPoolExecutor(parts) as pool:
-                list(pool.map(explain, range(parts)))
+        if threads <= 1 or len(x) < 2_000:
+            self._explain_rows(x, out)
+            return out
+        bounds = np.linspace(0, len(x), threads + 1).astype(int)
+        with ThreadPoolExecutor(threads) as pool:
+            list(
+                pool.map(self._explain_rows, np.split(x, bounds[1:-1]), np.split(out, bounds[1:-1]))
+            )
         return out
+
+    def _explain_rows(self, x: np.ndarray, out: np.ndarray) -> None:
+        memo = self._take_memo()
+        try:
+            _explain(x, out, self._arrays, memo)
+        finally:
+            if len(memo[0]):  # one that remembers nothing is not kept
+                self._memos.put(memo)
 
     def _take_memo(self) -> tuple[np.ndarray, ...]:
         """A memo of decisions seen → the tree's values, for one thread at a time: from the
