@@ -230,7 +230,7 @@ def test_prometheus_config_and_rules_pass_promtool():
     for command in (
         ("check", "config", folder / "prometheus.yml"),
         ("check", "rules", folder / "alerts.yml"),
-        ("test", "rules", folder / "alerts_test.yml"),
+        ("test", "rules", folder / "alerts_test.yml", folder / "alerts_stale_test.yml"),
     ):
         checked = run(promtool, *command, cwd=folder)
         assert checked.returncode == 0, checked.stdout + checked.stderr
