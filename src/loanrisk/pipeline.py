@@ -25,7 +25,6 @@ from loanrisk.errors import LoanriskError, NothingToDo, UnreachableError
 from loanrisk.monitoring.store import pending
 from loanrisk.profiles.loader import profile_fingerprint
 from loanrisk.profiles.model import Profile
-from loanrisk.registry import Registry
 from loanrisk.warehouse.engine import Warehouse
 from loanrisk.warehouse.ingest import (
     BatchResult,
@@ -45,12 +44,13 @@ from loanrisk.warehouse.queries import (
     read_silver,
 )
 
-if TYPE_CHECKING:  # the modeling stack is imported only by the steps that run it
+if TYPE_CHECKING:  # the modeling stack and MLflow are imported only by the steps that run them
     from loanrisk.batch import ScoringRun
     from loanrisk.modeling.fitting import Studies
     from loanrisk.modeling.train import TrainResult
     from loanrisk.monitoring.monitor import MonitorResult
     from loanrisk.promotion import PromotionResult
+    from loanrisk.registry import Registry
 
 
 def run_ingest(

@@ -182,6 +182,39 @@ def test_unreachable_servers_exit_75_so_schedulers_retry(tmp_path: Path):
     assert run("ingest", str(tmp_path / "missing.csv"), home=tmp_path / "home").returncode == 1
 
 
+def test_commands_without_a_model_start_without_mlflow(tmp_path: Path):
+    """MLflow takes most of a second to import: --help, generate, ingest and status never
+    load it (a command that opens the registry does)."""
+    probe = (
+        "import sys\n"
+        "from loanrisk.cli import app, run\n"
+        "sys.argv = ['loanrisk', '--home', sys.argv[1], *sys.argv[2:]]\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('mlflow' in sys.modules, file=sys.stderr)\n"
+    )
+    for args in (["--help"], ["status"], ["ingest", "--help"]):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path / "home"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.stderr.strip().splitlines()[-1] == "False", (args, done.stderr[-2000:])
+
+
+def test_an_unreachable_mlflow_raised_anywhere_is_retryable():
+    from mlflow.exceptions import MlflowException
+
+    from loanrisk.cli.app import _mlflow_unreachable
+
+    assert _mlflow_unreachable(MlflowException("... Failed to establish a new connection ..."))
+    assert not _mlflow_unreachable(MlflowException("RESOURCE_DOES_NOT_EXIST: no such model"))
+    assert not _mlflow_unreachable(ValueError("Connection refused"))
+
+
 def test_help_renders_flags_without_a_type_and_settings_with_their_defaults(tmp_path: Path):
     for command in ("ingest", "train", "score", "monitor", "serve", "promote"):
         shown = run(command, "--help", home=tmp_path / "home")

@@ -43,9 +43,6 @@ app.add_typer(profiles_app, name="profiles")
 def run() -> None:
     """Console entry point: the Typer app, with infrastructure failures mapped to exit 75."""
     import sqlalchemy.exc
-    from mlflow.exceptions import MlflowException
-
-    from loanrisk.registry import unreachable
 
     show_flags_without_type()
     try:
@@ -53,11 +50,22 @@ def run() -> None:
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, ConnectionError) as exc:
         err.print(f"[bold red]infrastructure error (retryable):[/] {exc}", highlight=False)
         sys.exit(EXIT_RETRYABLE)
-    except MlflowException as exc:
-        if unreachable(exc):
+    except Exception as exc:
+        if _mlflow_unreachable(exc):
             err.print(f"[bold red]MLflow unreachable (retryable):[/] {exc}", highlight=False)
             sys.exit(EXIT_RETRYABLE)
         raise
+
+
+def _mlflow_unreachable(exc: Exception) -> bool:
+    """Whether ``exc`` is MLflow failing to reach its server. MLflow (0.8 s to import) is
+    loaded only by the commands that open the registry, so only they can raise this."""
+    exceptions = sys.modules.get("mlflow.exceptions")
+    if exceptions is None or not isinstance(exc, exceptions.MlflowException):
+        return False
+    from loanrisk.registry import unreachable
+
+    return unreachable(exc)
 
 
 @app.callback()

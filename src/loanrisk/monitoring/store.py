@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -14,8 +14,10 @@ import sqlalchemy as sa
 
 from loanrisk.config import Settings
 from loanrisk.constants import Alias
-from loanrisk.registry import Registry
 from loanrisk.warehouse.schema import monitoring_runs, outcomes, predictions
+
+if TYPE_CHECKING:  # MLflow is imported by the commands that open the registry
+    from loanrisk.registry import Registry
 
 
 def pending(
