@@ -15,6 +15,7 @@ from loanrisk.modeling.features import fit_feature_spec, model_frame
 from loanrisk.modeling.package import ScoringBundle
 from loanrisk.modeling.split import split_data
 from loanrisk.profiles import Profile
+from loanrisk.profiles.model import normalise_header
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +80,25 @@ def test_fast_path_equals_frame_path(data, real_data, name):
     assert (
         sum(r["error"] is not None for r in bundle.fast().score(generated.to_dict("records"))) > 0
     )  # the dirty rows are refused on both paths
+    _only_the_fields_matter(bundle, generated)
+
+
+def _only_the_fields_matter(bundle: ScoringBundle, frame: pd.DataFrame) -> None:
+    """A valid application cut down to ``FastScorer.fields`` gets the same answer (the
+    monotonicity gate scores such cut-down records)."""
+    scorer = bundle.fast()
+    lookup = bundle.profile.header_lookup()
+    answers = scorer.score(frame.to_dict("records"))
+    valid = [r for r, a in zip(frame.to_dict("records"), answers, strict=True) if not a["error"]]
+    cut = [
+        {k: v for k, v in r.items() if lookup.get(normalise_header(k)) in scorer.fields}
+        for r in valid
+    ]
+    assert 0 < len(scorer.fields) < len(bundle.profile.columns)
+    assert len(cut[0]) < len(valid[0])
+    keys = ("loan_id", "pd", "decision", "grade", "reasons", "error")
+    want = [{k: a[k] for k in keys} for a in answers if not a["error"]]
+    assert [{k: a[k] for k in keys} for a in scorer.score(cut)] == want
 
 
 def _numbers_where_possible(column: pd.Series) -> pd.Series:

@@ -30,6 +30,21 @@ class FastScorer:
             for name, levels in self.spec.levels.items()
         }
         self.model = bundle.candidate
+        self.fields = self._fields()
+
+    def _fields(self) -> frozenset[str]:
+        """The profile columns an answer depends on: the model's inputs (derived ones by
+        what they are computed from), the required columns (a missing one is an error),
+        and the id, or the columns its derived key is made of. Other fields of a record
+        are parsed and checked, but change nothing in the answer when they are valid."""
+        profile = self.profile
+        names = set(self.spec.numeric) | set(self.spec.categorical) | set(profile.required)
+        for name in [*names]:
+            if name in profile.derived:
+                names |= set(profile.derived[name].inputs)
+        numbers, texts = profile.key_columns
+        names |= {profile.id.column} if profile.id.column else {*numbers, *texts}
+        return frozenset(names & set(profile.columns))
 
     # ------------------------------------------------------------------ features
     def features(self, typed: Mapping[str, Any]) -> list[Any]:

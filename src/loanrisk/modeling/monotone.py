@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loanrisk.constants import LOAN_ID
+
 POINTS = 8
 TOLERANCE = 1e-9
 
@@ -17,6 +19,16 @@ def violations(bundle: Any, sample: pd.DataFrame) -> list[str]:
     """One line per constrained input and path where some applicant's PD moves against
     the declared direction as that input alone grows (empty: monotone everywhere)."""
     profile = bundle.profile
+    scorer = bundle.fast()
+    # The fast path parses every field it is given; the sample's other columns (valid
+    # silver values) cannot change a PD, and would cost most of the check's time.
+    # The sample's loan ids stand in for the id column (else each record's key is derived).
+    fields = scorer.fields
+    id_column = profile.id.column
+
+    def ids(row: dict[Any, Any]) -> dict[str, Any]:
+        return {id_column: row[LOAN_ID]} if id_column and LOAN_ID in row else {}
+
     found = []
     for column, spec in profile.columns.items():
         direction = profile.monotone(column)
@@ -29,10 +41,11 @@ def violations(bundle: Any, sample: pd.DataFrame) -> list[str]:
         rows = sample.loc[sample.index.repeat(len(grid))].reset_index(drop=True)
         rows[column] = np.tile(grid, len(sample))
         frame = bundle.predict(rows)["pd"].to_numpy(dtype=float)
-        records = [{k: v for k, v in r.items() if not _blank(v)} for r in rows.to_dict("records")]
-        fast = np.array(
-            [np.nan if r["pd"] is None else r["pd"] for r in bundle.fast().score(records)]
-        )
+        records = [
+            {k: v for k, v in r.items() if k in fields and not _blank(v)} | ids(r)
+            for r in rows.to_dict("records")
+        ]
+        fast = np.array([np.nan if r["pd"] is None else r["pd"] for r in scorer.score(records)])
         for path, pds in (("frame", frame), ("fast", fast)):
             steps = np.diff(pds.reshape(len(sample), len(grid)), axis=1) * direction
             against = int((np.nan_to_num(steps, nan=0.0) < -TOLERANCE).any(axis=1).sum())
