@@ -138,3 +138,29 @@ def test_spark_engine_gives_the_default_engines_answers_and_rows(home, tmp_path)
     # Scored by either engine, the run is known: Spark adds nothing either.
     after = run(home, "score", str(applications), "--engine", "spark", "--master", "local[2]")
     assert after["skipped"] and len(logged(home, local["scoring_run_id"])) == len(local_rows)
+
+
+def test_a_typed_parquet_file_is_logged_as_the_default_engine_logs_it(home, tmp_path):
+    """Parquet keeps types: whole numbers with gaps (nullable ints), decimals, text. Spark
+    and the default engine must log the same application JSON ("5", not "5.0")."""
+    csv = tmp_path / "applications.csv"
+    write_generated(GeneratorConfig(rows=3_000, start="2016-01", months=3, seed=78), csv)
+    frame = pd.read_csv(csv, low_memory=False)
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == "float64" and column.dropna().mod(1).eq(0).all():
+            frame[name] = column.astype("Int64")
+    nullable = [n for n in frame.columns if frame[n].dtype == "Int64" and frame[n].isna().any()]
+    assert nullable and any(frame[n].dtype == "float64" for n in frame.columns)
+    applications = tmp_path / "applications.parquet"
+    frame.to_parquet(applications, index=False)
+
+    spark = run(home, "score", str(applications), "--engine", "spark", "--master", "local[2]")
+    spark_rows = logged(home, spark["scoring_run_id"])
+    forget(home, spark["scoring_run_id"])
+    local = run(home, "score", str(applications))
+    local_rows = logged(home, local["scoring_run_id"])
+    assert len(local_rows) == len(spark_rows) > 2_000
+    assert list(spark_rows["input"]) == list(local_rows["input"])  # the same text
+    assert np.max(np.abs(spark_rows["pd"] - local_rows["pd"])) <= 1e-12
+    assert list(spark_rows["reasons"]) == list(local_rows["reasons"])
