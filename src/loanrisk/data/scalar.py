@@ -177,9 +177,11 @@ def refine_record(
     return typed, problems
 
 
-def application_key(typed: Mapping[str, Typed], profile: Profile) -> str:
-    """The derived loan id of one application: ``refine.application_keys`` for one row."""
-    numbers, texts = profile.key_columns
+def application_key(typed: Mapping[str, Typed], key_columns: tuple[list[str], list[str]]) -> str:
+    """The derived loan id of one application: ``refine.application_keys`` for one row.
+    ``key_columns`` is the profile's (``Profile.key_columns``, computed once by the caller:
+    it costs more than the key)."""
+    numbers, texts = key_columns
     values = []
     for name in numbers:
         value = typed.get(name)

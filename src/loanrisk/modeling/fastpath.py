@@ -31,6 +31,7 @@ class FastScorer:
         }
         self.model = bundle.candidate
         self.fields = self._fields()
+        self.key_columns = self.profile.key_columns
 
     def _fields(self) -> frozenset[str]:
         """The profile columns an answer depends on: the model's inputs (derived ones by
@@ -85,7 +86,7 @@ class FastScorer:
             typed, problems = refine_record(record, self.profile, self.lookup)
             loan_id = typed.get(id_column) if id_column else None
             results[i] = {
-                "loan_id": application_key(typed, self.profile)
+                "loan_id": application_key(typed, self.key_columns)
                 if loan_id is None
                 else str(loan_id),
                 "pd": None,
