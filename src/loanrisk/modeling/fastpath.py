@@ -30,8 +30,8 @@ class FastScorer:
             for name, levels in self.spec.levels.items()
         }
         self.model = bundle.candidate
-        self.fields = self._fields()
         self.key_columns = self.profile.key_columns
+        self.fields = self._fields()
 
     def _fields(self) -> frozenset[str]:
         """The profile columns an answer depends on: the model's inputs (derived ones by
@@ -43,7 +43,7 @@ class FastScorer:
         for name in [*names]:
             if name in profile.derived:
                 names |= set(profile.derived[name].inputs)
-        numbers, texts = profile.key_columns
+        numbers, texts = self.key_columns
         names |= {profile.id.column} if profile.id.column else {*numbers, *texts}
         return frozenset(names & set(profile.columns))
 
