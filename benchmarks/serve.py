@@ -2,6 +2,7 @@
 serve`, same registered model.
 
     python benchmarks/serve.py [--seconds 6] [--workers 2] [--servers mlflow,bare,loanrisk]
+                               [--cells 1x32,100x32] [--rounds 3]
 
 Trains and promotes one LightGBM model on generated loans (embedded MLflow store), then
 serves that registered version three ways on loopback: MLflow's own server; the bare
@@ -232,6 +233,14 @@ def main() -> None:
         default="1x1,1x8,1x32,100x1,100x8,100x32",
         help="applications-per-request x clients, comma-separated",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every cell this many times, the servers taking turns each round (on a "
+        "shared machine one cell's ratio moves by +-10 %% or more from run to run); the "
+        "ratios are printed per round with their median",
+    )
     args = parser.parse_args()
     servers = set(args.servers.split(","))
     cells = [tuple(int(n) for n in c.split("x")) for c in args.cells.split(",")]
@@ -381,7 +390,7 @@ def main() -> None:
 
         table = []
         answered = 0  # applications loanrisk answered, warm-ups included
-        for size, clients in cells:
+        for size, clients in [cell for _ in range(args.rounds) for cell in cells]:
             for name, (port, path, encode, headers) in targets.items():
                 body = encode(records[:size])
                 warm = generate(port, path, body, headers, 1, 1)
@@ -432,20 +441,31 @@ def main() -> None:
             f"{name:<20} {size:>8} {clients:>7} {r['rps']:>9.1f} {r['rps'] * size:>9.1f} "
             f"{r['p50']:>8.1f} {r['p99']:>8.1f} {r['errors']:>6}"
         )
-    pairs = {(s, c): {n: r for n, s2, c2, r in table if (s2, c2) == (s, c)} for s, c in cells}
+    # Each cell's results per server, one per round, in the order they ran.
+    runs: dict[tuple[int, int], dict[str, list[dict]]] = {}
+    for name, size, clients, r in table:
+        runs.setdefault((size, clients), {}).setdefault(name, []).append(r)
+
+    def summary(values: list[float], unit: str) -> str:
+        text = f"{values[0]:6.2f}{unit}"
+        if len(values) > 1:
+            rounds = ", ".join(f"{v:.2f}" for v in values)
+            text = f"{float(np.median(values)):6.2f}{unit} (median of rounds: {rounds})"
+        return text
+
     for reference in ("mlflow models serve", "bare limit"):
         if reference not in targets or "loanrisk serve" not in targets:
             continue
-        print(f"\nratio loanrisk serve / {reference} (requests/s):")
-        for (size, clients), pair in pairs.items():
-            base = pair[reference]["rps"]
-            ratio = pair["loanrisk serve"]["rps"] / base if base else float("inf")
-            print(f"  {size:>3} app(s)/request, {clients:>2} clients: {ratio:6.2f}x")
+        print(f"\nratio loanrisk serve / {reference} (requests/s, each round's own pair):")
+        for (size, clients), by_server in runs.items():
+            pairs = zip(by_server["loanrisk serve"], by_server[reference], strict=True)
+            ratios = [ours["rps"] / base["rps"] if base["rps"] else 0.0 for ours, base in pairs]
+            print(f"  {size:>3} app(s)/request, {clients:>2} clients: {summary(ratios, 'x')}")
     if "loanrisk serve" in targets:
         print("\nloanrisk serve tail (p99 / p50):")
-        for (size, clients), pair in pairs.items():
-            r = pair["loanrisk serve"]
-            print(f"  {size:>3} app(s)/request, {clients:>2} clients: {r['p99'] / r['p50']:6.2f}")
+        for (size, clients), by_server in runs.items():
+            tails = [r["p99"] / r["p50"] for r in by_server["loanrisk serve"]]
+            print(f"  {size:>3} app(s)/request, {clients:>2} clients: {summary(tails, '')}")
     verdict = "equal" if logged[0] == logged[1] == served else "NOT equal"
     print(
         f"\npredictions rows {logged[0]:,} (distinct ids {logged[1]:,}) vs applications "

@@ -201,10 +201,13 @@ class ServingSettings(BaseModel):
         default=2.0, gt=0, description="How often the log retries an unreachable database."
     )
     log_commit_delay_seconds: float = Field(
-        default=0.002,
+        default=0.010,
         ge=0,
         le=0.05,
-        description="How long the prediction log waits for more answers to share one fsync.",
+        description=(
+            "Longest wait of the prediction log, under load, for more answers to share one "
+            "fsync (a lone client never waits)."
+        ),
     )
     max_text_chars: int = Field(
         default=200, ge=1, description="Longest text value accepted in an application."

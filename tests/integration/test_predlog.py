@@ -82,6 +82,39 @@ def test_a_recorded_row_is_on_disk_before_record_returns(warehouse_settings):
     assert not list(log.folder.glob("*.wal"))  # all written: nothing left to replay
 
 
+def test_a_lone_client_never_waits_for_the_commit_delay_and_a_crowd_shares_fsyncs(
+    sqlite_settings,
+):
+    """Group commit: under load an fsync waits (at most commit_delay) for the requests
+    still scoring and for as many as the last one covered; one client at a time waits for
+    nobody. The delay here is 0.5 s, so a lone client made to wait would take 10 s."""
+    log = _log(sqlite_settings, commit_delay=0.5)
+    log.start()
+    try:
+        started = time.monotonic()
+        for i in range(20):
+            asyncio.run(log.record([_row(f"lone-{i}")]))
+        lone_seconds = time.monotonic() - started
+        assert log.metrics.fsyncs == 20
+
+        async def crowd() -> None:
+            async def one(i: int) -> None:
+                log.expect()  # as the service does before it scores
+                await asyncio.sleep(0)  # every request arrives...
+                time.sleep(0.003)  # ...and scores in turn (the GIL free, as in LightGBM)
+                await log.record([_row(f"crowd-{i}")], expected=True)
+
+            await asyncio.gather(*(one(i) for i in range(40)))
+
+        before = log.metrics.fsyncs
+        asyncio.run(crowd())
+        crowd_fsyncs = log.metrics.fsyncs - before
+    finally:
+        log.stop()
+    assert lone_seconds < 5.0, f"20 lone requests took {lone_seconds:.1f} s"
+    assert crowd_fsyncs <= 4, f"40 concurrent requests took {crowd_fsyncs} fsyncs"
+
+
 def test_rows_the_database_refuses_are_dead_lettered_and_the_rest_written(warehouse_settings):
     """A value the database refuses (too long for its varchar column) must not block
     anybody's row: it goes to the dead-letter file with the reason, and rows before and

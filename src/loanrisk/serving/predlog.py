@@ -210,7 +210,7 @@ class PredictionLog:
         recent_bytes: int = 16 << 20,
         segment_bytes: int = 16 << 20,
         stuck_seconds: float = 60.0,
-        commit_delay: float = 0.002,
+        commit_delay: float = 0.010,
     ) -> None:
         self.engine = engine
         self.folder = folder
