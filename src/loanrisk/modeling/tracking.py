@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -107,10 +108,18 @@ def log_datasets(split: Split, features: list[str], source: WarehouseSource) -> 
     for part, context in contexts.items():
         rows = getattr(split, part)
         frame = rows[[c for c in (LOAN_ID, VINTAGE, *features, LABEL) if c in rows.columns]]
-        dataset = from_pandas(
-            frame.reset_index(drop=True), source=source, targets=LABEL, name=f"gold_{part}"
-        )
-        mlflow.log_input(dataset, context=context)
+        with warnings.catch_warnings():
+            # MLflow infers the dataset's schema to describe it, and hints (three times a
+            # train, on stderr) that integer columns cannot hold missing values at
+            # inference. Nothing is enforced with that schema: the model's signature
+            # takes every input as optional and of any type.
+            warnings.filterwarnings(
+                "ignore", message="Hint: Inferred schema contains integer", category=UserWarning
+            )
+            dataset = from_pandas(
+                frame.reset_index(drop=True), source=source, targets=LABEL, name=f"gold_{part}"
+            )
+            mlflow.log_input(dataset, context=context)  # where the schema is inferred
 
 
 def log_policy(policy: dict[str, Any], calibration: dict[str, dict[str, float]]) -> None:
