@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 
 def configure_logging(level: str = "WARNING") -> None:
@@ -13,8 +14,15 @@ def configure_logging(level: str = "WARNING") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # The CLI imports MLflow only when a command needs it, after this has run; MLflow
+    # then configured its own loggers at INFO, which undid the levels below (and printed
+    # "Creating initial MLflow database tables..." on a new home's first train).
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     for noisy in ("mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+        logger = logging.getLogger(noisy)
+        logger.setLevel(max(logging.WARNING, logging.getLevelName(level)))
+        logger.handlers[:] = [handler]
+        logger.propagate = False
     # Expected and harmless here: extra raw columns are dropped; the pyfunc wrapper is pickled.
     logging.getLogger("mlflow.models.utils").setLevel(logging.ERROR)
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
