@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 LOANRISK = str(Path(sys.executable).with_name("loanrisk"))
+# The server the benchmarks use for PostgreSQL (each makes and drops its own database).
+POSTGRES_URL = os.environ.get(
+    "LOANRISK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def train_and_promote(env: dict[str, str], loans: Path) -> None:

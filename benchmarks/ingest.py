@@ -14,16 +14,15 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from common import LOANRISK, POSTGRES_URL
 
 HERE = Path(__file__).resolve().parent
-LOANRISK = str(Path(sys.executable).with_name("loanrisk"))
 GOAL_ROWS_PER_S = 25_000
 GOAL_PEAK_MB = 1_500
 
@@ -65,9 +64,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument(
         "--postgres-url",
-        default=os.environ.get(
-            "LOANRISK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        ),
+        default=POSTGRES_URL,
     )
     args = parser.parse_args()
     source = generate(args.rows)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
+from common import POSTGRES_URL
 from pydantic import SecretStr
 
 from loanrisk.config import get_settings
@@ -118,9 +118,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--postgres-url",
-        default=os.environ.get(
-            "LOANRISK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        ),
+        default=POSTGRES_URL,
     )
     args = parser.parse_args()
     table, constants = rows(args.rows)

@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
-from common import train_and_promote
+from common import POSTGRES_URL, train_and_promote
 
 HERE = Path(__file__).resolve().parent
 LOANRISK = str(Path(sys.executable).with_name("loanrisk"))
@@ -124,9 +124,7 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]", help="Spark master (--engine spark)")
     parser.add_argument(
         "--postgres-url",
-        default=os.environ.get(
-            "LOANRISK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        ),
+        default=POSTGRES_URL,
     )
     args = parser.parse_args()
     source = applications(args.rows)

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
-from common import train_and_promote
+from common import POSTGRES_URL, train_and_promote
 
 LOANRISK = str(Path(sys.executable).with_name("loanrisk"))
 BIN = str(Path(sys.executable).parent)
@@ -219,9 +219,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--postgres-url",
-        default=os.environ.get(
-            "LOANRISK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        ),
+        default=POSTGRES_URL,
     )
     parser.add_argument(
         "--servers",

@@ -66,10 +66,16 @@ def test_predict_one_and_many(service):
     assert answer["reasons"] and all(
         r["reason"] and r["code"] and r["contribution"] > 0 for r in answer["reasons"]
     )
+    before_ms = time.time_ns() // 1_000_000
     many = httpx.post(
         f"{service.url}/v1/predict", json=[APPLICATION] * 20, headers={"X-API-Key": KEY}
     )
+    after_ms = time.time_ns() // 1_000_000
     assert many.status_code == 200 and len(many.json()["predictions"]) == 20
+    # Ids are time-ordered (the index takes each new row at its right edge) and unique.
+    ids = [p["prediction_id"] for p in many.json()["predictions"]]
+    assert len(set(ids)) == 20 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert all(before_ms <= int(i[:12], 16) <= after_ms for i in ids), (before_ms, ids)
     raw_strings = {k: str(v) for k, v in APPLICATION.items()}
     same = httpx.post(f"{service.url}/v1/predict", json=raw_strings, headers=auth()).json()
     assert same["predictions"][0]["pd"] == pytest.approx(answer["pd"], abs=1e-12)

@@ -516,7 +516,7 @@ class PredictionLog:
         self._store(lines[middle:], columns, replay=True)
 
     def _insert(self, lines: list[bytes], columns: list[str], *, replay: bool = False) -> None:
-        """Write lines once each. Ids are random, so a live batch is appended as it is (one
+        """Write lines once each. Ids are unique, so a live batch is appended as it is (one
         COPY of the lines as they are on disk); a replayed segment, or a batch whose ids
         partly went in before (a commit whose reply was lost), skips the ids already there.
         """
