@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -29,6 +29,8 @@ class OutcomeLoad:
     unmatched: int = 0
     not_final: int = 0  # status still unknown (Current, ...): nothing to record yet
     stored: int = 0
+    refused: int = 0  # rows holding a value no warehouse can store (a NUL character)
+    problems: list[str] = field(default_factory=list)  # the first few refusals, by row
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +76,10 @@ def _load_chunk(
     mapping: dict[str, Label],
     result: OutcomeLoad,
 ) -> None:
+    result.rows += len(chunk)
+    chunk = _without_unstorable(
+        chunk, [c for c in (id_column, client_column, status_column) if c], result
+    )
     status = clean_text(chunk[status_column])
     lowered = status.map(lambda v: None if v is None else normalise_token(v))
     defaulted = lowered.map(
@@ -90,7 +96,6 @@ def _load_chunk(
         if client_column
         else pd.Series(None, index=chunk.index, dtype=object)
     )
-    result.rows += len(chunk)
     final = defaulted.notna()
     result.not_final += int((~final).sum())
     frame = pd.DataFrame(
@@ -112,6 +117,25 @@ def _load_chunk(
     if len(frame):
         write_frame(conn, outcomes, frame.drop(columns=["observed_at"]))
         result.stored += len(frame)
+
+
+_SHOWN = 5  # refusals named in the result; the rest are counted
+
+
+def _without_unstorable(
+    chunk: pd.DataFrame, columns: list[str], result: OutcomeLoad
+) -> pd.DataFrame:
+    """The chunk without rows whose id, client id or status holds a NUL character (a damaged
+    export; PostgreSQL text cannot hold one), each refusal counted and the first named."""
+    bad = pd.Series(False, index=chunk.index)
+    for column in columns:
+        text = chunk[column].astype("string")
+        nul = text.str.contains("\x00", regex=False, na=False).astype(bool)
+        for row in chunk.index[nul & ~bad][: max(_SHOWN - len(result.problems), 0)]:
+            result.problems.append(f"row {row}: {column}: {text[row]!r} contains a NUL character")
+        bad |= nul
+    result.refused += int(bad.sum())
+    return chunk.loc[~bad] if bad.any() else chunk
 
 
 def _known(conn: sa.Connection, values: list[str], column: sa.Column[Any]) -> set[str]:

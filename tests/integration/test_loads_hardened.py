@@ -12,9 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
+import sqlalchemy as sa
 
-from loanrisk.constants import REGISTRATION_TAG
+from loanrisk.constants import REGISTRATION_TAG, Table
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.errors import NothingToDo
 from loanrisk.modeling.train import data_fingerprint
@@ -113,6 +115,55 @@ def test_concurrent_ingests_sharing_loan_ids_both_load(warehouse_settings, tmp_p
     status = warehouse_status(Warehouse.open(warehouse_settings).engine)
     assert status.batches == 2 and status.reconciled
     assert status.tables["silver_loans"] == new
+
+
+def test_nul_characters_in_a_file_reject_their_rows_with_the_field_named(
+    warehouse_settings, tmp_path
+):
+    # A damaged export: NULs in free text, a category and a number. PostgreSQL text cannot
+    # hold a NUL, so this ingest used to stop with a COPY traceback there.
+    loans = _loans(tmp_path, "loans.csv")
+    frame = pd.read_csv(loans, dtype=str, keep_default_na=False)
+    hostile = {
+        5: ("emp_title", "boss\x00man"),
+        6: ("purpose", "car\x00"),
+        7: ("loan_amnt", "1\x000"),
+        8: ("id", "9\x009"),  # the reject row keeps no id, not this one
+    }
+    for row, (column, value) in hostile.items():
+        frame.loc[row, column] = value
+    frame.to_csv(loans, index=False)
+    result = steps.ingest(warehouse_settings, [str(loans)])[0][0]
+    assert result.rows_bronze == len(frame) and result.rows_rejected >= len(hostile)
+    engine = Warehouse.open(warehouse_settings).engine
+    with engine.connect() as conn:
+        rejects = conn.execute(sa.text(f"SELECT source_row, reason, loan_id FROM {Table.REJECTS}"))
+        reasons, ids = {}, {}
+        for row, reason, loan_id in rejects:
+            reasons[row], ids[row] = reason, loan_id
+        stored = conn.execute(sa.text(f"SELECT count(*) FROM {Table.SILVER}")).scalar()
+    for row, (column, value) in hostile.items():  # source rows count from 1
+        assert reasons[row + 1] == f"{column}: {value!r} contains a NUL character"
+    assert ids[9] is None and ids[6] == frame.loc[5, "id"]
+    assert stored == result.rows_silver_new == len(frame) - result.rows_rejected
+    assert warehouse_status(engine).reconciled
+
+
+def test_nul_characters_in_an_outcomes_file_refuse_their_rows(warehouse_settings, tmp_path):
+    source = tmp_path / "outcomes.csv"
+    source.write_text(
+        "id,defaulted,client_id\n123\x00,1,\n77,0,\n5,1,c\x00x\n78,bad\x00,\n", encoding="utf-8"
+    )
+    result = steps.outcomes(warehouse_settings, str(source))
+    assert (result.rows, result.refused, result.stored) == (4, 3, 1)
+    assert result.problems == [
+        "row 1: id: '123\\x00' contains a NUL character",
+        "row 3: client_id: 'c\\x00x' contains a NUL character",
+        "row 4: defaulted: 'bad\\x00' contains a NUL character",
+    ]
+    with Warehouse.open(warehouse_settings).engine.connect() as conn:
+        stored = conn.execute(sa.text(f"SELECT loan_id FROM {Table.OUTCOMES}")).scalars().all()
+    assert stored == ["77"]
 
 
 def test_a_train_killed_after_registering_does_not_block_the_next(sqlite_settings, tmp_path):

@@ -96,6 +96,31 @@ def test_bad_rows_are_rejected_with_column_and_reason(profile: Profile):
 
 
 @pytest.mark.unit
+def test_a_nul_character_rejects_the_row_in_both_paths_naming_the_field(profile: Profile):
+    # A NUL marks a damaged export and PostgreSQL text cannot hold one: the row is refused
+    # with the field named (free text, category, number), never stored or silently blanked.
+    hostile = {
+        2: ("emp_title", "boss\x00man"),
+        3: ("home_ownership", "RENT\x00"),
+        4: ("loan_amnt", "50\x0000"),
+    }
+    raw = raw_frame(
+        [GOOD | {"emp_title": "teacher", "home_ownership": "RENT"}]
+        + [GOOD | {"id": str(row), column: value} for row, (column, value) in hostile.items()]
+    )
+    result = refine(raw, profile)
+    assert list(result.silver["loan_id"]) == ["1077501"]
+    rejects = result.rejects.set_index("source_row")
+    for row, (column, value) in hostile.items():
+        assert rejects.loc[row, "reason"] == f"{column}: {value!r} contains a NUL character"
+        typed, problems = refine_record(GOOD | {column: value}, profile)
+        assert problems == {column: f"{value!r} contains a NUL character"}
+        assert typed[column] is None
+    applications = refine(raw.drop(columns=["loan_status"]), profile, applications=True)
+    assert len(applications.silver) == 1 and len(applications.rejects) == 3
+
+
+@pytest.mark.unit
 def test_duplicate_ids_keep_the_first_row(profile: Profile):
     raw = raw_frame([GOOD, {**GOOD, "loan_amnt": "7000"}, {**GOOD, "id": "9"}])
     refined = refine(raw, profile)

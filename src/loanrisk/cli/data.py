@@ -243,6 +243,8 @@ def outcomes_command(
         f"{result.unmatched:,} unmatched, {result.not_final:,} without a final status; "
         f"{result.stored:,} outcomes stored"
     )
+    if result.refused:
+        out.print(f"{result.refused:,} rows refused: " + "; ".join(result.problems))
 
 
 @profiles_app.command("list")

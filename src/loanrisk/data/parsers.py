@@ -60,17 +60,35 @@ def parse_column(raw: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series
     The column's missing codes become nulls first; values outside min/max or the
     categories are rejected, set missing or clipped (``spec.out_of_range``)."""
     text = clean_arrow(raw)
+    text, unstorable = _without_nul(text, raw.index)
     if spec.missing:
         text = _without_codes(text, spec)
     parser = _percent_points if spec.unit == "percent" else _PARSERS[spec.parser]
     values, failed = _parse_distinct(text, parser)
     reasons = _reasons(text, failed, PROBLEM_TEXT[spec.parser], raw.index)
+    reasons = pd.concat([unstorable, reasons]) if len(unstorable) else reasons
     if spec.parser in NUMERIC_PARSERS:
         values, bound_reasons = _check_range(values, text, spec, raw.index)
     else:
         values, bound_reasons = _check_categories(values, text, spec, raw.index)
     reasons = pd.concat([reasons, bound_reasons]) if len(bound_reasons) else reasons
     return _to_series(values, spec.parser, raw.index), reasons
+
+
+def _without_nul(text: pa.Array, index: pd.Index) -> tuple[pa.Array, pd.Series]:
+    """The text with values holding a NUL character made null, and those rows' problems.
+
+    A NUL is never part of a loan field (it marks a damaged export) and PostgreSQL text
+    cannot hold one; the service refuses it too, so a file's row and the same application
+    sent to the API get the same answer: refused, naming the field."""
+    data = text.buffers()[2]  # every value's bytes: one scan, ~5 µs per 20,000 values
+    if data is None or np.frombuffer(data, np.uint8).all():
+        return text, pd.Series([], dtype=object)
+    nul = pc.fill_null(pc.match_substring(text, "\x00"), False)
+    if not pc.any(nul).as_py():  # the byte was outside this slice
+        return text, pd.Series([], dtype=object)
+    reasons = _reasons(text, nul, "contains a NUL character", index)
+    return pc.if_else(nul, pa.scalar(None, pa.string()), text), reasons
 
 
 def _without_codes(text: pa.Array, spec: ColumnSpec) -> pa.Array:

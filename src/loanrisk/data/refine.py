@@ -202,6 +202,9 @@ def _loan_ids(
             raw.index,
         )
         missing = ids.isna()
+        # An id holding a NUL is refused where the column is parsed; what the reject row
+        # keeps as its id must still be storable.
+        ids[ids.str.contains("\x00", regex=False, na=False).astype(bool)] = None
         if applications:
             if missing.any():
                 rows = missing.to_numpy()

@@ -118,7 +118,11 @@ _PARSE: dict[Parser, Callable[[str], Typed]] = {
 def parse_value(value: Any, spec: ColumnSpec) -> tuple[Typed, str | None]:
     """(typed value, problem) for one raw value; the problem reads like the frame path's."""
     text = clean(value)
-    if text is None or (spec.missing and _is_code(text, spec)):
+    if text is None:
+        return None, None
+    if "\x00" in text:
+        return None, f"{text!r} contains a NUL character"
+    if spec.missing and _is_code(text, spec):
         return None, None
     typed = (_percent_points if spec.unit == "percent" else _PARSE[spec.parser])(text)
     if typed is None:
