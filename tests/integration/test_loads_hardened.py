@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -117,11 +118,12 @@ def test_concurrent_ingests_sharing_loan_ids_both_load(warehouse_settings, tmp_p
     assert status.tables["silver_loans"] == new
 
 
-def test_nul_characters_in_a_file_reject_their_rows_with_the_field_named(
+def test_values_postgres_cannot_hold_or_index_reject_their_rows_with_the_field_named(
     warehouse_settings, tmp_path
 ):
-    # A damaged export: NULs in free text, a category and a number. PostgreSQL text cannot
-    # hold a NUL, so this ingest used to stop with a COPY traceback there.
+    # A damaged export: NULs in free text, a category, a number and an id, and an id too
+    # long to index. PostgreSQL text cannot hold a NUL, nor a btree index a value over
+    # ~2,700 bytes: this ingest used to stop with a traceback there.
     loans = _loans(tmp_path, "loans.csv")
     frame = pd.read_csv(loans, dtype=str, keep_default_na=False)
     hostile = {
@@ -129,6 +131,7 @@ def test_nul_characters_in_a_file_reject_their_rows_with_the_field_named(
         6: ("purpose", "car\x00"),
         7: ("loan_amnt", "1\x000"),
         8: ("id", "9\x009"),  # the reject row keeps no id, not this one
+        9: ("id", np.random.default_rng(0).bytes(2000).hex()),  # 4,000 random characters
     }
     for row, (column, value) in hostile.items():
         frame.loc[row, column] = value
@@ -143,8 +146,11 @@ def test_nul_characters_in_a_file_reject_their_rows_with_the_field_named(
             reasons[row], ids[row] = reason, loan_id
         stored = conn.execute(sa.text(f"SELECT count(*) FROM {Table.SILVER}")).scalar()
     for row, (column, value) in hostile.items():  # source rows count from 1
-        assert reasons[row + 1] == f"{column}: {value!r} contains a NUL character"
-    assert ids[9] is None and ids[6] == frame.loc[5, "id"]
+        if row < 9:
+            assert reasons[row + 1] == f"{column}: {value!r} contains a NUL character"
+    long = f"id: {hostile[9][1][:20]!r}... is 4,000 characters long (an id has at most 200)"
+    assert reasons[10] == long
+    assert ids[9] is None and ids[10] is None and ids[6] == frame.loc[5, "id"]
     assert stored == result.rows_silver_new == len(frame) - result.rows_rejected
     assert warehouse_status(engine).reconciled
 

@@ -121,6 +121,19 @@ def test_a_nul_character_rejects_the_row_in_both_paths_naming_the_field(profile:
 
 
 @pytest.mark.unit
+def test_an_id_too_long_to_index_rejects_the_row_in_both_paths(profile: Profile):
+    longest, too_long = "7" * 200, "ab" * 150
+    result = refine(raw_frame([GOOD | {"id": longest}, GOOD | {"id": too_long}]), profile)
+    assert list(result.silver["loan_id"]) == [longest]
+    problem = "'abababababababababab'... is 300 characters long (an id has at most 200)"
+    assert result.rejects.to_dict("records") == [
+        {"source_row": 2, "loan_id": None, "column_name": "id", "reason": f"id: {problem}"}
+    ]
+    assert refine_record(GOOD | {"id": too_long}, profile)[1] == {"id": problem}
+    assert refine_record(GOOD | {"id": longest}, profile)[1] == {}
+
+
+@pytest.mark.unit
 def test_duplicate_ids_keep_the_first_row(profile: Profile):
     raw = raw_frame([GOOD, {**GOOD, "loan_amnt": "7000"}, {**GOOD, "id": "9"}])
     refined = refine(raw, profile)

@@ -18,6 +18,9 @@ from loanrisk.data import formats
 from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, Parser
 
 MISSING_TOKENS = pa.array(sorted(formats.MISSING))
+# The longest loan id kept: ids are indexed, and PostgreSQL cannot index a value of more
+# than ~2,700 bytes (the API takes client ids of this length too).
+ID_MAX_CHARS = 200
 _INT64 = {pa.int64(): pd.Int64Dtype()}
 
 Parsed = tuple[pa.Array, pa.Array]  # typed values, mask of rows that failed
@@ -52,6 +55,13 @@ def clean_text(raw: pd.Series) -> pd.Series:
     values = clean_arrow(raw).to_numpy(zero_copy_only=False).astype(object)
     values[pd.isna(values)] = None
     return pd.Series(values, index=raw.index, dtype=object)
+
+
+def id_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a loan id (too long to index), or None."""
+    if len(text) <= ID_MAX_CHARS:
+        return None
+    return f"{text[:20]!r}... is {len(text):,} characters long (an id has at most {ID_MAX_CHARS})"
 
 
 def parse_column(raw: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:

@@ -24,7 +24,7 @@ from loanrisk.constants import (
     VINTAGE,
     Label,
 )
-from loanrisk.data.parsers import clean_arrow, moments, parse_column
+from loanrisk.data.parsers import ID_MAX_CHARS, clean_arrow, id_problem, moments, parse_column
 from loanrisk.errors import InputFileError
 from loanrisk.profiles.model import Parser, Profile, normalise_header
 
@@ -202,9 +202,18 @@ def _loan_ids(
             raw.index,
         )
         missing = ids.isna()
-        # An id holding a NUL is refused where the column is parsed; what the reject row
-        # keeps as its id must still be storable.
+        # An id holding a NUL is refused where the column is parsed, one too long to index
+        # here; what the reject row keeps as its id must still be storable.
         ids[ids.str.contains("\x00", regex=False, na=False).astype(bool)] = None
+        long = ids.str.len().gt(ID_MAX_CHARS).to_numpy(dtype=bool, na_value=False)
+        if long.any():
+            problems.append(
+                pd.DataFrame(
+                    {"column_name": id_column, "reason": [id_problem(i) for i in ids[long]]},
+                    index=raw.index[long],
+                )
+            )
+            ids[long] = None
         if applications:
             if missing.any():
                 rows = missing.to_numpy()

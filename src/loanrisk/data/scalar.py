@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from loanrisk.data import formats
-from loanrisk.data.parsers import PROBLEM_TEXT, clip_bound, not_one_of
+from loanrisk.data.parsers import PROBLEM_TEXT, clip_bound, id_problem, not_one_of
 from loanrisk.data.refine import KEY_SEPARATOR, key_of
 from loanrisk.profiles.model import NUMERIC_PARSERS, ColumnSpec, DerivedSpec, Parser, Profile
 
@@ -178,6 +178,9 @@ def refine_record(
     for name in profile.required:
         if name != profile.target.column and name not in problems and typed.get(name) is None:
             problems[name] = "required value is missing"
+    loan_id = typed.get(profile.id.column) if profile.id.column else None
+    if isinstance(loan_id, str) and (problem := id_problem(loan_id)) is not None:
+        problems[profile.id.column], typed[profile.id.column] = problem, None  # type: ignore[index]
     return typed, problems
 
 
