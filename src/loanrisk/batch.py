@@ -27,7 +27,8 @@ import sqlalchemy as sa
 
 from loanrisk.config import Settings
 from loanrisk.constants import LABEL, LOAN_ID, Alias, Table
-from loanrisk.data.readers import RawFile, describe, expand_sources, read_chunks
+from loanrisk.data.readers import RawFile, describe, expand_sources, read_chunks, read_header
+from loanrisk.data.refine import check_columns
 from loanrisk.errors import LoanriskError
 from loanrisk.modeling.answers import SCORED_SCHEMA, score_table
 from loanrisk.predictions import log_table
@@ -39,6 +40,7 @@ from loanrisk.warehouse.schema import predictions, scoring_runs
 
 if TYPE_CHECKING:  # the modeling stack is imported with the model, when a file is new
     from loanrisk.modeling.package import ScoringBundle
+    from loanrisk.profiles.model import Profile
 
 log = logging.getLogger(__name__)
 _IDS = uuid.UUID("6f1c3f4e-9a59-4a47-8a53-2f7f3c0f6d11")
@@ -105,6 +107,8 @@ def score_file(
     run = new_run(warehouse, model, label, content_hash)
     if run.skipped:
         return run
+    if label != WAREHOUSE_UNLABELLED:
+        check_header(settings, label, model.bundle.profile)
     run_id = run.scoring_run_id
     bundle = model.bundle
     folder = output_dir or settings.home / "scores"
@@ -196,6 +200,14 @@ def log_predictions(
         created_at=now,
     )
     write_arrow(conn, predictions, rows, constants=constants)
+
+
+def check_header(settings: Settings, url: str, profile: Profile) -> None:
+    """Refuse a file, naming it, before anything is scored when its header cannot be read
+    as applications of ``profile`` (a required column missing, two columns read as one)."""
+    timeout = settings.ingest.source_timeout_seconds
+    header = read_header(url, encoding=settings.ingest.encoding, timeout=timeout)
+    check_columns(header, profile, source=url, applications=True)
 
 
 def one_file(settings: Settings, source: str) -> RawFile:

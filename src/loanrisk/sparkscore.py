@@ -36,6 +36,7 @@ from loanrisk.batch import (
     OUTPUT_SCHEMA,
     ProductionModel,
     ScoringRun,
+    check_header,
     log_predictions,
     new_run,
     one_file,
@@ -101,6 +102,7 @@ def score_file_spark(
     run = new_run(warehouse, model, label, content_hash)
     if run.skipped:
         return run
+    check_header(settings, label, model.bundle.profile)
     started_at, started = datetime.now(UTC), time.perf_counter()
     folder = output_dir or settings.home / "scores"
     folder.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -155,6 +156,24 @@ def test_train_models_promote_rollback_commands(tmp_path: Path):
     assert forced.returncode == 1 and "--force needs --reason" in forced.stderr
     back = run("rollback", home=home)
     assert back.returncode == 1 and "no previous production version" in back.stderr
+
+    # A header naming one column twice: which holds the value is anybody's guess, so both
+    # loads refuse the file in one line naming it (they stopped with a traceback).
+    with loans.open(newline="") as source:
+        rows = [[*row, row[1]] for row, _ in zip(csv.reader(source), range(30), strict=False)]
+    doubled = tmp_path / "doubled.csv"
+    with doubled.open("w", newline="") as target:
+        csv.writer(target).writerows(rows)
+    assert rows[0][1] == "loan_amnt"
+    for command in ("ingest", "score"):
+        refused = run(command, str(doubled), home=home)
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.strip() == (
+            f"error: {doubled}: columns 2 ('loan_amnt') and {len(rows[0])} ('loan_amnt') both "
+            "read as loan_amnt; keep one of them (or rename the other) so it is clear which "
+            "to use"
+        )
+    assert not list((home / "scores").glob("*"))  # nothing scored, nothing half-written
 
 
 def test_train_without_data_says_what_to_do(tmp_path: Path):

@@ -164,3 +164,20 @@ def test_a_typed_parquet_file_is_logged_as_the_default_engine_logs_it(home, tmp_
     assert list(spark_rows["input"]) == list(local_rows["input"])  # the same text
     assert np.max(np.abs(spark_rows["pd"] - local_rows["pd"])) <= 1e-12
     assert list(spark_rows["reasons"]) == list(local_rows["reasons"])
+
+
+def test_a_header_naming_a_column_twice_is_refused_before_spark_starts(home, tmp_path):
+    doubled = tmp_path / "doubled.csv"
+    doubled.write_text("id,loan_amnt,term,loan_amnt\n1,5000, 36 months,5000\n")
+    done = subprocess.run(
+        [LOANRISK, "--home", str(home), "score", str(doubled), "--engine", "spark"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **QUICK},
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.strip() == (
+        f"error: {doubled}: columns 2 ('loan_amnt') and 4 ('loan_amnt') both read as "
+        "loan_amnt; keep one of them (or rename the other) so it is clear which to use"
+    )

@@ -134,6 +134,19 @@ def test_an_id_too_long_to_index_rejects_the_row_in_both_paths(profile: Profile)
 
 
 @pytest.mark.unit
+def test_two_headers_read_as_one_column_are_refused(profile: Profile):
+    twice = ["id", "loan_amnt", "term", "loan_amnt"]
+    with pytest.raises(InputFileError, match=r"columns 2 \('loan_amnt'\) and 4 \('loan_amnt'\)"):
+        check_columns(twice, profile, source="f.csv")
+    spelled = ["id", "Loan Amnt", "loan_amnt"]  # two spellings of one column
+    with pytest.raises(InputFileError, match=r"^f.csv: columns 2 \('Loan Amnt'\) and 3"):
+        check_columns(spelled, profile, source="f.csv")
+    frame = pd.DataFrame([["1", "5000", "7000"]], columns=["id", "loan_amnt", "LOAN_AMNT"])
+    with pytest.raises(InputFileError, match="both read as loan_amnt"):
+        refine(frame, profile, applications=True)
+
+
+@pytest.mark.unit
 def test_duplicate_ids_keep_the_first_row(profile: Profile):
     raw = raw_frame([GOOD, {**GOOD, "loan_amnt": "7000"}, {**GOOD, "id": "9"}])
     refined = refine(raw, profile)

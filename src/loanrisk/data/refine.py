@@ -43,14 +43,28 @@ class RefineResult:
     problems: pd.DataFrame = field(default_factory=lambda: _no_problems())
 
 
-def map_headers(columns: Iterable[str], profile: Profile) -> dict[str, str]:
-    """Raw header -> profile column for the headers the profile knows (by name or alias)."""
+def map_headers(
+    columns: Iterable[str], profile: Profile, *, source: str = "input"
+) -> dict[str, str]:
+    """Raw header -> profile column for the headers the profile knows (by name or alias).
+
+    Two headers that read as one profile column (the same name twice, or a name and its
+    alias) are refused: which of them holds the value is anybody's guess."""
     lookup = profile.header_lookup()
     mapping: dict[str, str] = {}
-    for raw in columns:
-        name = lookup.get(normalise_header(str(raw)))
-        if name is not None and name not in mapping.values():
-            mapping[str(raw)] = name
+    first: dict[str, tuple[int, str]] = {}
+    for position, raw in enumerate(map(str, columns), start=1):
+        name = lookup.get(normalise_header(raw))
+        if name is None:
+            continue
+        if name in first:
+            at, earlier = first[name]
+            raise InputFileError(
+                f"{source}: columns {at} ({earlier!r}) and {position} ({raw!r}) both read as "
+                f"{name}; keep one of them (or rename the other) so it is clear which to use"
+            )
+        first[name] = (position, raw)
+        mapping[raw] = name
     return mapping
 
 
@@ -58,7 +72,7 @@ def check_columns(
     columns: list[str], profile: Profile, *, source: str = "input", applications: bool = False
 ) -> dict[str, str]:
     """Header mapping, or an error naming the required columns that are missing."""
-    mapping = map_headers(columns, profile)
+    mapping = map_headers(columns, profile, source=source)
     required = [c for c in profile.required if not (applications and c == profile.target.column)]
     missing = [c for c in required if c not in mapping.values()]
     if missing:

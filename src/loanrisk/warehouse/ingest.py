@@ -411,7 +411,9 @@ def bronze_payload(raw: pd.DataFrame) -> pa.Array:
 
     The header itself is stored once, in ``ingestion_batches.columns``.
     """
-    return json_arrays([to_arrow_text(raw[name]) for name in raw.columns if name != ROW_PROBLEM])
+    return json_arrays(  # by position: a header may name two columns alike
+        [to_arrow_text(raw.iloc[:, i]) for i, name in enumerate(raw.columns) if name != ROW_PROBLEM]
+    )
 
 
 @dataclass(frozen=True)
