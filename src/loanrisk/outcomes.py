@@ -48,7 +48,16 @@ def load_outcomes(settings: Settings, warehouse: Warehouse, source: str) -> Outc
     result = OutcomeLoad(source=", ".join(files))
     for url in files:
         describe(url, timeout=timeout)
-        header = {normalise_header(h): h for h in read_header(url, timeout=timeout)}
+        names = read_header(url, timeout=timeout)
+        header = {normalise_header(h): h for h in names}
+        if len(header) < len(names):  # a name twice (in any spelling): which one holds it?
+            seen: dict[str, int] = {}
+            for at, h in enumerate(names):
+                if (first := seen.setdefault(normalise_header(h), at)) != at:
+                    raise InputFileError(
+                        f"{url}: columns {first + 1} ({names[first]!r}) and {at + 1} ({h!r}) "
+                        "read as one; keep one of them"
+                    )
         id_column = header.get(profile.id.column or "") or header.get("loan_id")
         client_column = header.get("client_id")
         status_column = header.get("defaulted") or header.get(

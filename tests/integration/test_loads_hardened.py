@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from loanrisk.constants import REGISTRATION_TAG, Table
 from loanrisk.data.generate import GeneratorConfig, write_generated
-from loanrisk.errors import NothingToDo
+from loanrisk.errors import InputFileError, NothingToDo
 from loanrisk.modeling.train import data_fingerprint
 from loanrisk.registry import Registry
 from loanrisk.warehouse.engine import Warehouse
@@ -170,6 +170,13 @@ def test_nul_characters_in_an_outcomes_file_refuse_their_rows(warehouse_settings
     with Warehouse.open(warehouse_settings).engine.connect() as conn:
         stored = conn.execute(sa.text(f"SELECT loan_id FROM {Table.OUTCOMES}")).scalars().all()
     assert stored == ["77"]
+
+
+def test_an_outcomes_file_naming_a_column_twice_is_refused(sqlite_settings, tmp_path):
+    source = tmp_path / "outcomes.csv"
+    source.write_text("id,defaulted,ID\n1,1,2\n")
+    with pytest.raises(InputFileError, match=r"columns 1 \('id'\) and 3 \('ID'\) read as one"):
+        steps.outcomes(sqlite_settings, str(source))
 
 
 def test_a_train_killed_after_registering_does_not_block_the_next(sqlite_settings, tmp_path):
