@@ -1,8 +1,14 @@
+import re
+
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from loanrisk.data.parsers import clean_text, parse_column
+from loanrisk.data.readers import read_chunks
 from loanrisk.data.scalar import parse_value
+from loanrisk.errors import InputFileError
 from loanrisk.profiles import ColumnSpec
 
 
@@ -183,3 +189,25 @@ def test_categories_are_checked_on_both_paths():
 def test_incoherent_column_options_are_refused(spec, problem):
     with pytest.raises(ValueError, match=problem):
         ColumnSpec(**spec)
+
+
+@pytest.mark.unit
+def test_a_parquet_column_without_a_text_form_is_refused_naming_file_and_column(tmp_path):
+    base = {"id": pa.array(["1", "2"]), "loan_amnt": pa.array([5000, 7000])}
+    cases = {
+        "nested.parquet": ("extra", pa.array([{"a": 1}, {"a": 2}]), "holds struct<a: int64>"),
+        "listed.parquet": ("emp_title", pa.array([["x"], ["y"]]), "holds list<element: string>"),
+        "bytes.parquet": ("emp_title", pa.array([b"\xff", b"ok"]), "has no text form"),
+    }
+    for name, (column, values, problem) in cases.items():
+        path = tmp_path / name
+        pq.write_table(pa.table(base | {column: values}), path)
+        with pytest.raises(
+            InputFileError,
+            match=rf"^{re.escape(str(path))}: column '{column}' {re.escape(problem)}",
+        ):
+            list(read_chunks(str(path), chunk_size=100))
+    plain = tmp_path / "plain.parquet"  # numbers and text read as text, as before
+    pq.write_table(pa.table(base | {"emp_title": pa.array(["x", None])}), plain)
+    (chunk,) = read_chunks(str(plain), chunk_size=100)
+    assert chunk["loan_amnt"].tolist() == ["5000", "7000"]

@@ -150,7 +150,7 @@ def read_chunks(
         head = counted.peek(4)
         form = _CsvForm(gz=head[:2] == _GZIP_MAGIC, encoding=encoding, delimiter=delimiter)
         if head[:4] == _PARQUET_MAGIC:
-            batches = _parquet_batches(counted, chunk_size)
+            batches = _parquet_batches(counted, url, chunk_size)
         else:
             batches = _csv_batches(counted, url, header, form)
         first_row = 1
@@ -385,15 +385,39 @@ def _string_batch(rows: list[list[str | None]], names: list[str]) -> pa.RecordBa
     return pa.RecordBatch.from_arrays(columns, names=names)
 
 
-def _parquet_batches(handle: _CountingReader, chunk_size: int) -> Iterator[pa.RecordBatch]:
+def _parquet_batches(
+    handle: _CountingReader, url: str, chunk_size: int
+) -> Iterator[pa.RecordBatch]:
+    """Every column as text; a column that has no text form (a list, a struct, bytes that
+    are not UTF-8) is refused naming it, whether or not the profile reads it."""
     try:
         parquet = pq.ParquetFile(handle)
+        for field in parquet.schema_arrow:
+            kind = field.type
+            kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+            if pa.types.is_nested(kind):
+                raise InputFileError(
+                    f"{url}: column {field.name!r} holds {kind} values; the columns of a loan "
+                    "file hold text, numbers or dates (flatten it, or leave it out)"
+                )
         for batch in parquet.iter_batches(batch_size=chunk_size):
+            names = batch.schema.names
             yield pa.RecordBatch.from_arrays(
-                [as_text(column) for column in batch.columns], names=batch.schema.names
+                [
+                    _text_of(column, name, url)
+                    for column, name in zip(batch.columns, names, strict=True)
+                ],
+                names=names,
             )
     except (pa.ArrowException, OSError) as exc:
-        raise InputFileError(f"not a readable Parquet file: {exc}") from exc
+        raise InputFileError(f"{url}: not a readable Parquet file: {exc}") from exc
+
+
+def _text_of(column: pa.Array, name: str, url: str) -> pa.Array:
+    try:
+        return as_text(column)
+    except pa.ArrowInvalid as exc:  # e.g. bytes that are not UTF-8
+        raise InputFileError(f"{url}: column {name!r} has no text form: {exc}") from exc
 
 
 def as_text(column: pa.Array) -> pa.Array:
