@@ -198,6 +198,12 @@ def test_a_parquet_column_without_a_text_form_is_refused_naming_file_and_column(
         "nested.parquet": ("extra", pa.array([{"a": 1}, {"a": 2}]), "holds struct<a: int64>"),
         "listed.parquet": ("emp_title", pa.array([["x"], ["y"]]), "holds list<element: string>"),
         "bytes.parquet": ("emp_title", pa.array([b"\xff", b"ok"]), "has no text form"),
+        # text whose writer never checked it was UTF-8 (was a traceback in ingest and score)
+        "unchecked.parquet": (
+            "emp_title",
+            pa.array([b"ok", b"bad\xff"]).view(pa.string()),
+            "holds text that is not valid UTF-8",
+        ),
     }
     for name, (column, values, problem) in cases.items():
         path = tmp_path / name

@@ -415,9 +415,17 @@ def _parquet_batches(
 
 def _text_of(column: pa.Array, name: str, url: str) -> pa.Array:
     try:
-        return as_text(column)
+        text = as_text(column)
     except pa.ArrowInvalid as exc:  # e.g. bytes that are not UTF-8
         raise InputFileError(f"{url}: column {name!r} has no text form: {exc}") from exc
+    try:  # Parquet text must be UTF-8, but not every writer checks
+        text.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise InputFileError(
+            f"{url}: column {name!r} holds text that is not valid UTF-8 ({exc}); the program "
+            "that wrote this Parquet file did not check it"
+        ) from exc
+    return text
 
 
 def as_text(column: pa.Array) -> pa.Array:
