@@ -107,6 +107,10 @@ def test_help_teaches(tmp_path: Path):
     result = run("ingest", "--help", home=tmp_path)
     assert result.returncode == 0
     assert "fsspec" in result.stdout and "--chunk-size" in result.stdout
+    # A paragraph wraps at the screen's width, not where its docstring's source was
+    # wrapped (which broke it after 'go to', ragged at 80 columns).
+    paragraph = "Rows that fail validation go to silver_rejects"
+    assert any(paragraph in line for line in result.stdout.splitlines()), result.stdout
 
 
 def test_train_models_promote_rollback_commands(tmp_path: Path):

@@ -13,6 +13,7 @@ from loanrisk.cli.common import (
     Resources,
     err,
     fail,
+    reflow_help,
     setting_help,
     show_flags_without_type,
 )
@@ -45,6 +46,7 @@ def run() -> None:
     import sqlalchemy.exc
 
     show_flags_without_type()
+    reflow_help(app)
     try:
         app()
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, ConnectionError) as exc:

@@ -4,7 +4,9 @@ and registry, help text taken from the settings, progress bars."""
 from __future__ import annotations
 
 import functools
+import inspect
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +43,20 @@ def show_flags_without_type() -> None:
 
     display._loanrisk = True  # type: ignore[attr-defined]
     option.display_type_rich = display  # type: ignore[method-assign]
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Each command's help as paragraphs that wrap at the reader's screen width: Typer's
+    rich mode keeps a docstring's line breaks, which are where its source was wrapped, so
+    an 80-column terminal showed ragged lines ('... go' / 'to' / 'silver_rejects ...').
+    A line starting with '-' or indented keeps its break (a list or an example)."""
+    for info in app.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback)
+        if doc:
+            info.help = re.sub(r"(?<=\S)\n(?=[^\s-])", " ", doc)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
 
 
 if TYPE_CHECKING:  # MLflow and SQLAlchemy are imported by the commands that use them
