@@ -118,6 +118,7 @@ HOSTILE_BODIES = [
     (b'{"loan_amnt": Infinity, "term": "36", "annual_inc": 5e4}', "Infinity"),
     (b'{"loan_amnt": 1e309, "term": "36", "annual_inc": 5e4}', "overflow"),
     (b'{"loan_amnt": true, "term": "36", "annual_inc": 5e4}', "bool"),
+    (b'{"loan_amnt": ' + b"9" * 5000 + b', "term": "36", "annual_inc": 5e4}', "5,000 digits"),
     (b"[" * 50_000 + b"]" * 50_000, "deep nesting"),
     (
         b'{"loan_amnt": 1000, "term": "36", "annual_inc": 5e4, "title": "' + b"x" * 5000 + b'"}',
@@ -167,6 +168,15 @@ def test_hostile_values_mixed_into_traffic_never_stop_the_log(served_home, postg
                     [APPLICATION],
                 ]:
                     statuses.append(("invocations", c.post("/invocations", json=body).status_code))
+                for path, body in [  # Python refuses integers of over 4,300 digits
+                    (
+                        "/invocations",
+                        b'{"dataframe_records": [{"loan_amnt": ' + b"9" * 5000 + b"}]}",
+                    ),
+                    ("/v1/outcomes", b'{"loan_id": "L1", "defaulted": ' + b"1" * 5000 + b"}"),
+                ]:
+                    reply = c.post(path, content=body, headers=json_type)
+                    statuses.append((f"{path}: 5,000 digits", reply.status_code))
                 statuses.append(("NUL id", c.get("/v1/predictions/ab%00cd").status_code))
                 statuses.append(("long id", c.get("/v1/predictions/" + "a" * 300).status_code))
                 for outcome in [

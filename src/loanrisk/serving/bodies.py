@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -55,6 +56,9 @@ def parse_json(raw: bytes) -> Any:
         raise refuse(["body"], str(exc), "json_invalid") from exc
     except RecursionError as exc:
         raise refuse(["body"], "JSON nested too deeply", "json_invalid") from exc
+    except ValueError as exc:  # Python's limit on the digits of an integer
+        limit = f"{sys.get_int_max_str_digits():,}"
+        raise refuse(["body"], f"a number has more than {limit} digits", "json_invalid") from exc
     if "\\u" in text:  # only an escape can put a NUL or a lone surrogate into a string
         problem = _first_unstorable(value, ["body"])
         if problem is not None:
