@@ -178,6 +178,14 @@ def test_hostile_values_mixed_into_traffic_never_stop_the_log(served_home, postg
                     reply = c.post(path, content=body, headers=json_type)
                     statuses.append((f"{path}: 5,000 digits", reply.status_code))
                 statuses.append(("NUL id", c.get("/v1/predictions/ab%00cd").status_code))
+                for page in [  # the officer pages take the same values (they answered 500)
+                    "/predictions?decision=%00",
+                    "/predictions?search=a%00b",
+                    "/predictions?before=ab%00cd",
+                    "/predictions/ab%00cd",
+                    "/monitoring/ab%00cd/report",
+                ]:
+                    statuses.append((page, c.get(page).status_code))
                 statuses.append(("long id", c.get("/v1/predictions/" + "a" * 300).status_code))
                 for outcome in [
                     {"loan_id": "L1", "defaulted": True, "observed_at": "2021-02-30"},

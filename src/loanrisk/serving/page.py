@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from loanrisk.modeling.recourse import recourse
 from loanrisk.monitoring import charts
 from loanrisk.monitoring.store import history, report_path
+from loanrisk.serving.bodies import ID_PATTERN
 from loanrisk.serving.deps import service_of
 from loanrisk.serving.routes import ScoringError, score
 from loanrisk.serving.routes.records import logged_prediction
@@ -135,6 +137,14 @@ def _unread(request: Request) -> Response | None:
 
 PAGE_ROWS = 50
 FILTERS = ("decision", "grade", "source", "model_version", "search")
+_ID = re.compile(ID_PATTERN)  # prediction and monitoring run ids
+
+
+def _query_text(value: str, name: str) -> str:
+    """A filter as the database can compare it: PostgreSQL text cannot hold a NUL (a 500)."""
+    if "\x00" in value:
+        raise HTTPException(400, f"{name}: contains a NUL character")
+    return value
 
 
 @router.get("/predictions", response_class=HTMLResponse)
@@ -144,8 +154,10 @@ def recent(request: Request) -> Response:
     if (refused := _unread(request)) is not None:
         return refused
     query = request.query_params
-    filters = {k: query[k][:200] for k in FILTERS if query.get(k, "").strip()}
+    filters = {k: _query_text(query[k][:200], k) for k in FILTERS if query.get(k, "").strip()}
     before = query.get("before") or None
+    if before is not None and not _ID.fullmatch(before):
+        raise HTTPException(400, "before: not a prediction id")
     rows = recent_predictions(
         service_of(request).engine, limit=PAGE_ROWS + 1, before=before, filters=filters
     )
@@ -164,7 +176,11 @@ def one_prediction(request: Request, prediction_id: str) -> Response:
     """One logged prediction: what was sent, the model inputs, the answer and its reasons."""
     if (refused := _unread(request)) is not None:
         return refused
-    item = logged_prediction(service_of(request), prediction_id[:64])
+    item = (
+        logged_prediction(service_of(request), prediction_id)
+        if _ID.fullmatch(prediction_id)
+        else None
+    )
     if item is None:
         raise HTTPException(404, f"no prediction {prediction_id[:64]}")
     return _render(request, "prediction.html", {"row": item})
@@ -200,7 +216,7 @@ def monitoring_report(request: Request, run_id: str) -> Response:
     """One run's HTML report, when this process can read where it was written."""
     if (refused := _unread(request)) is not None:
         return refused
-    path = report_path(service_of(request).engine, run_id[:36])
+    path = report_path(service_of(request).engine, run_id) if _ID.fullmatch(run_id) else None
     if path is None or not Path(path).is_file():
         raise HTTPException(404, "no report of that monitoring run is readable here")
     return HTMLResponse(Path(path).read_text(encoding="utf-8"))
