@@ -66,6 +66,11 @@ def test_user_profile_loads_from_a_path(tmp_path: Path):
         (lambda d: d["columns"]["income"].update(colour="red"), "columns.income.colour"),
         (lambda d: d["columns"]["booked"].update(role="feature"), "a date cannot be a feature"),
         (lambda d: d.update(vintage="amount"), "must use the 'month' parser"),
+        (lambda d: d.update(name="b" * 65), "name: String should have at most 64 characters"),
+        (
+            lambda d: d["columns"].update({"a" * 64: {"parser": "number", "role": "info"}}),
+            "column names longer than 63 bytes (PostgreSQL's limit",
+        ),
     ],
 )
 def test_profile_mistakes_are_named(tmp_path: Path, change, message):

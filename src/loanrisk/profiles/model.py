@@ -254,10 +254,13 @@ class DerivedSpec(_Spec):
 RESERVED = frozenset({LOAN_ID, VINTAGE, LABEL, TARGET_RAW, BATCH_ID, SOURCE_ROW})
 
 
+IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
+
+
 class Profile(_Spec):
     """A dataset profile (see ``profiles/lendingclub.yaml`` for a commented example)."""
 
-    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", max_length=64)
     description: str = ""
     id: IdSpec = IdSpec()
     vintage: str | None = None
@@ -274,6 +277,15 @@ class Profile(_Spec):
         clash = (names | set(self.derived)) & RESERVED
         if clash:
             raise ValueError(f"column names {sorted(clash)} are reserved by the warehouse")
+        # A column becomes a warehouse column: PostgreSQL cuts a longer name to 63 bytes
+        # (with a notice only), so the table's column would not carry the profile's name.
+        long = sorted(n for n in names | set(self.derived) if len(n.encode()) > IDENTIFIER_BYTES)
+        if long:
+            raise ValueError(
+                f"column names longer than {IDENTIFIER_BYTES} bytes (PostgreSQL's limit for a "
+                f"column name): {long}; name the column shorter and give the file's header "
+                "under aliases"
+            )
         both = names & set(self.derived)
         if both:
             raise ValueError(f"{sorted(both)} are declared both as columns and as derived")
