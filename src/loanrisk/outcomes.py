@@ -50,14 +50,8 @@ def load_outcomes(settings: Settings, warehouse: Warehouse, source: str) -> Outc
         describe(url, timeout=timeout)
         names = read_header(url, timeout=timeout)
         header = {normalise_header(h): h for h in names}
-        if len(header) < len(names):  # a name twice (in any spelling): which one holds it?
-            seen: dict[str, int] = {}
-            for at, h in enumerate(names):
-                if (first := seen.setdefault(normalise_header(h), at)) != at:
-                    raise InputFileError(
-                        f"{url}: columns {first + 1} ({names[first]!r}) and {at + 1} ({h!r}) "
-                        "read as one; keep one of them"
-                    )
+        used = {profile.id.column or "", "loan_id", "client_id", "defaulted"}
+        _one_of_each(url, names, {normalise_header(n) for n in used | {profile.target.column}})
         id_column = header.get(profile.id.column or "") or header.get("loan_id")
         client_column = header.get("client_id")
         status_column = header.get("defaulted") or header.get(
@@ -126,6 +120,19 @@ def _load_chunk(
     if len(frame):
         write_frame(conn, outcomes, frame.drop(columns=["observed_at"]))
         result.stored += len(frame)
+
+
+def _one_of_each(url: str, names: list[str], used: set[str]) -> None:
+    """Refuse a header naming a column this load reads twice (in any spelling): which of
+    the two holds the value is anybody's guess. Other columns may repeat."""
+    seen: dict[str, int] = {}
+    for at, name in enumerate(names):
+        key = normalise_header(name)
+        if key in used and (first := seen.setdefault(key, at)) != at:
+            raise InputFileError(
+                f"{url}: columns {first + 1} ({names[first]!r}) and {at + 1} ({name!r}) "
+                "read as one; keep one of them"
+            )
 
 
 _SHOWN = 5  # refusals named in the result; the rest are counted

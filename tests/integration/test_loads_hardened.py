@@ -3,7 +3,9 @@ answer, two ingests at once, a train killed after registering."""
 
 from __future__ import annotations
 
+import csv
 import http.server
+import json
 import socket
 import threading
 import time
@@ -155,6 +157,23 @@ def test_values_postgres_cannot_hold_or_index_reject_their_rows_with_the_field_n
     assert warehouse_status(engine).reconciled
 
 
+def test_a_header_repeating_a_column_the_profile_does_not_read_loads(warehouse_settings, tmp_path):
+    # Two columns of one name that no profile column reads (an export's two 'note' columns):
+    # nothing is ambiguous, bronze keeps both values by position (this stopped ingest).
+    loans = _loans(tmp_path, "loans.csv", rows=200)
+    with loans.open(newline="") as source:
+        rows = list(csv.reader(source))
+    with loans.open("w", newline="") as target:
+        csv.writer(target).writerows(
+            [[*rows[0], "note", "note"]] + [[*row, "first", "second"] for row in rows[1:]]
+        )
+    result = steps.ingest(warehouse_settings, [str(loans)])[0][0]
+    assert result.rows_bronze == 200 and result.columns_ignored == ["note", "note"]
+    with Warehouse.open(warehouse_settings).engine.connect() as conn:
+        payload = conn.execute(sa.text(f"SELECT payload FROM {Table.BRONZE} LIMIT 1")).scalar()
+    assert json.loads(payload)[-2:] == ["first", "second"]
+
+
 def test_nul_characters_in_an_outcomes_file_refuse_their_rows(warehouse_settings, tmp_path):
     source = tmp_path / "outcomes.csv"
     source.write_text(
@@ -177,6 +196,8 @@ def test_an_outcomes_file_naming_a_column_twice_is_refused(sqlite_settings, tmp_
     source.write_text("id,defaulted,ID\n1,1,2\n")
     with pytest.raises(InputFileError, match=r"columns 1 \('id'\) and 3 \('ID'\) read as one"):
         steps.outcomes(sqlite_settings, str(source))
+    source.write_text("id,defaulted,note,note\n1,1,a,b\n")  # columns it does not read
+    assert steps.outcomes(sqlite_settings, str(source)).stored == 1
 
 
 def test_a_train_killed_after_registering_does_not_block_the_next(sqlite_settings, tmp_path):
