@@ -34,7 +34,7 @@ from loanrisk.modeling.answers import SCORED_SCHEMA, score_table
 from loanrisk.predictions import log_table
 from loanrisk.registry import Registry
 from loanrisk.warehouse.bulk import write_arrow
-from loanrisk.warehouse.engine import Warehouse
+from loanrisk.warehouse.engine import Warehouse, serialised
 from loanrisk.warehouse.ingest import BackgroundWriter, Progress
 from loanrisk.warehouse.schema import predictions, scoring_runs
 
@@ -116,11 +116,15 @@ def score_file(
     output = folder / f"scores-{run_id}.parquet"
     partial = output.with_suffix(".parquet.part")
     started_at, started = datetime.now(UTC), time.perf_counter()
-    if progress is not None:
-        progress.start(label, size)
     outputs = _ChunkWriter(partial, run, name, started_at)
     try:
-        with warehouse.engine.begin() as conn:
+        # One process at a time per run (a retried task may overlap the first): the other
+        # waits, then finds the run recorded and skips it.
+        with serialised(warehouse.engine, run_lock(run_id), "score") as conn:
+            if recorded(conn, run):
+                return run
+            if progress is not None:
+                progress.start(label, size)
             # Output rows are built and written (Parquet, then the predictions table)
             # on a background thread while the next chunk is scored: Arrow kernels and
             # COPY release the GIL.
@@ -154,13 +158,24 @@ def new_run(
         scoring_run_id=run_id, input=label, input_hash=content_hash, model_version=model.version
     )
     with warehouse.engine.connect() as conn:
-        earlier = conn.execute(
-            sa.select(scoring_runs.c.output).where(scoring_runs.c.scoring_run_id == run_id)
-        ).scalar()
+        recorded(conn, run)
+    return run
+
+
+def recorded(conn: sa.Connection, run: ScoringRun) -> bool:
+    """Whether ``run`` is recorded already; if so it is marked skipped, with its output."""
+    earlier = conn.execute(
+        sa.select(scoring_runs.c.output).where(scoring_runs.c.scoring_run_id == run.scoring_run_id)
+    ).scalar()
     if earlier is not None:
         run.skipped, run.output = True, earlier
-        run.note = f"already scored with version {model.version} (run {run_id})"
-    return run
+        run.note = f"already scored with version {run.model_version} (run {run.scoring_run_id})"
+    return run.skipped
+
+
+def run_lock(run_id: str) -> int:
+    """The advisory lock of one scoring run (a positive bigint from its id)."""
+    return int(run_id[:15], 16)
 
 
 def record_run(conn: sa.Connection, run: ScoringRun, name: str, started_at: datetime) -> None:

@@ -41,11 +41,13 @@ from loanrisk.batch import (
     new_run,
     one_file,
     record_run,
+    recorded,
+    run_lock,
 )
 from loanrisk.config import Settings
 from loanrisk.errors import InputFileError, LoanriskError
 from loanrisk.modeling.answers import SCORED_SCHEMA
-from loanrisk.warehouse.engine import Warehouse
+from loanrisk.warehouse.engine import Warehouse, serialised
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -108,10 +110,13 @@ def score_file_spark(
     folder.mkdir(parents=True, exist_ok=True)
     output = folder / f"scores-{run.scoring_run_id}-spark.parquet"
     partial = output.with_name(output.name + ".part")
-    spark = spark_session(settings, master)
-    _score(spark, settings, model, run, source, partial)
     try:
-        with warehouse.engine.begin() as conn:
+        # One process at a time per run, as the default engine (a retried task may overlap
+        # the first; both would write the same partial folder): the other skips it.
+        with serialised(warehouse.engine, run_lock(run.scoring_run_id), "score") as conn:
+            if recorded(conn, run):
+                return run
+            _score(spark_session(settings, master), settings, model, run, source, partial)
             _load(conn, partial, run, model.name, started_at, settings.ingest.scoring_chunk_size)
             run.seconds = round(time.perf_counter() - started, 3)
             run.output = str(output.resolve())

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from loanrisk.config import get_settings
 from loanrisk.constants import REGISTRATION_TAG, Table
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.errors import InputFileError, NothingToDo
@@ -198,6 +199,40 @@ def test_an_outcomes_file_naming_a_column_twice_is_refused(sqlite_settings, tmp_
         steps.outcomes(sqlite_settings, str(source))
     source.write_text("id,defaulted,note,note\n1,1,a,b\n")  # columns it does not read
     assert steps.outcomes(sqlite_settings, str(source)).stored == 1
+
+
+@pytest.mark.parametrize(
+    "warehouse", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_two_scores_of_one_file_at_once_give_one_run_and_one_skip(
+    served_home, warehouse, request, tmp_path
+):
+    # A retried task overlapping the first: one scores, the other waits and skips (the
+    # second died with an IntegrityError traceback, exit 1, on PostgreSQL).
+    home = served_home[0].home  # its registry holds a production model
+    url = (
+        request.getfixturevalue("postgres_url")
+        if warehouse == "postgres"
+        else f"sqlite:///{tmp_path / 'warehouse.db'}"
+    )
+    settings = get_settings(home=home, warehouse={"url": url})
+    applications = tmp_path / "applications.csv"
+    write_generated(GeneratorConfig(rows=3000, start="2016-01", months=6, seed=8), applications)
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(
+            pool.map(
+                lambda _: steps.score(settings, str(applications), output_dir=tmp_path / "out"),
+                range(2),
+            )
+        )
+    assert sorted(r.skipped for r in runs) == [False, True]
+    scored = next(r for r in runs if not r.skipped)
+    with Warehouse.open(settings).engine.connect() as conn:
+        counted = conn.execute(
+            sa.text(f"SELECT count(*), count(DISTINCT prediction_id) FROM {Table.PREDICTIONS}")
+        ).one()
+    assert tuple(counted) == (scored.rows_scored, scored.rows_scored)
+    assert {r.output for r in runs} == {scored.output}
 
 
 def test_a_train_killed_after_registering_does_not_block_the_next(sqlite_settings, tmp_path):
