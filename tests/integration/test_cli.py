@@ -91,6 +91,13 @@ def test_errors_are_one_clear_line_and_exit_non_zero(tmp_path: Path):
     )
     assert made.returncode == 1 and "--start must look like YYYY-MM" in made.stderr
 
+    # A path that cannot be written is one line naming it, not an OSError traceback.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    written = run("generate", "--rows", "10", "--out", str(blocker / "x.csv"), home=home)
+    assert written.returncode == 1 and "Traceback" not in written.stderr, written.stderr
+    assert written.stderr.startswith(f"error: {blocker}"), written.stderr
+
 
 def test_config_masks_secrets(tmp_path: Path):
     env = {"LOANRISK_WAREHOUSE__URL": "postgresql+psycopg://lr:s3cret@db:5432/lr"}

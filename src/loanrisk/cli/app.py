@@ -49,7 +49,12 @@ def run() -> None:
     reflow_help(app)
     try:
         app()
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, ConnectionError) as exc:
+    except (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        ConnectionError,
+        TimeoutError,
+    ) as exc:
         err.print(f"[bold red]infrastructure error (retryable):[/] {exc}", highlight=False)
         sys.exit(EXIT_RETRYABLE)
     except Exception as exc:

@@ -148,6 +148,11 @@ def handles_errors(command: Command) -> Command:
             raise skipped(exc, bool(kwargs.get("as_json"))) from None
         except LoanriskError as exc:
             raise fail(exc) from exc
+        except (ConnectionError, TimeoutError):
+            raise  # the entry point says "retryable" (exit 75)
+        except OSError as exc:  # a path that cannot be read or written: one line, exit 1
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise fail(f"{where}{exc.strerror or exc}") from exc
 
     return handled  # type: ignore[return-value]
 
