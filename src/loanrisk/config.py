@@ -7,11 +7,12 @@ Every value can be set as an environment variable with the ``LOANRISK_`` prefix 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loanrisk.constants import BUILTIN_PROFILE, DEFAULT_HOME, ENV_PREFIX, MODEL_NAME
@@ -170,15 +171,31 @@ class PromotionSettings(BaseModel):
     )
 
 
-class ApiKey(BaseModel):
-    """One API key, stored as the SHA-256 of the key (never the key itself)."""
+Scope = Literal["predict", "read", "outcomes"]
 
-    name: str = Field(description="Who holds the key (for logs and audit).")
+
+class ApiKey(BaseModel):
+    """One API key, stored as the SHA-256 of the key (never the key itself).
+
+    Checked when the settings load, so a mistyped scope or digest stops the service at
+    start with the field named, instead of a key that silently can do nothing."""
+
+    name: str = Field(min_length=1, description="Who holds the key (for logs and audit).")
     sha256: SecretStr = Field(description="Hex SHA-256 of the key ('loanrisk apikey' makes one).")
-    scopes: list[str] = Field(
+    scopes: list[Scope] = Field(
         default=["predict", "read", "outcomes"],
+        min_length=1,
         description="What it may do: predict, read (predictions, model), outcomes.",
     )
+
+    @field_validator("sha256")
+    @classmethod
+    def _digest(cls, value: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", value.get_secret_value()):
+            raise ValueError(
+                "must be the 64 hex digits of a SHA-256 ('loanrisk apikey' prints one)"
+            )
+        return value
 
 
 class ServingSettings(BaseModel):
@@ -393,6 +410,18 @@ def get_settings(**overrides: Any) -> Settings:
                 settings.model_dump(exclude_unset=True)
                 | {k: v for k, v in overrides.items() if v is not None}
             )
+    except ValidationError as exc:
+        problems = "; ".join(_setting_problem(e) for e in exc.errors(include_url=False))
+        raise ConfigError(f"invalid settings: {problems}") from exc
     except ValueError as exc:
         raise ConfigError(f"invalid settings: {exc}") from exc
     return settings
+
+
+def _setting_problem(error: Any) -> str:
+    """One setting's problem on one line, with the environment variable that sets it."""
+    loc = [str(part) for part in error["loc"]]
+    named = [part for part in error["loc"][:2] if isinstance(part, str)]
+    env = ENV_PREFIX + "__".join(part.upper() for part in named)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{'.'.join(loc)} ({env}): {message}"

@@ -99,6 +99,22 @@ def test_errors_are_one_clear_line_and_exit_non_zero(tmp_path: Path):
     assert written.stderr.startswith(f"error: {blocker}"), written.stderr
 
 
+def test_a_key_that_could_do_nothing_is_refused_where_it_is_made_and_where_it_is_set(
+    tmp_path: Path,
+):
+    made = run("apikey", "--scopes", "predict,admin", home=tmp_path)
+    assert made.returncode == 1
+    assert made.stderr.strip() == "error: --scopes: Input should be 'predict', 'read' or 'outcomes'"
+    typo = '[{"name": "ops", "sha256": "abc", "scopes": ["admin"]}]'
+    started = run("status", home=tmp_path, env={"LOANRISK_SERVING__API_KEYS": typo})
+    assert started.returncode == 1 and len(started.stderr.strip().splitlines()) == 1
+    assert started.stderr.startswith(
+        "error: invalid settings: serving.api_keys.0.sha256 (LOANRISK_SERVING__API_KEYS): "
+        "must be the 64 hex digits of a SHA-256"
+    ), started.stderr
+    assert "serving.api_keys.0.scopes.0 (LOANRISK_SERVING__API_KEYS)" in started.stderr
+
+
 def test_config_masks_secrets(tmp_path: Path):
     env = {"LOANRISK_WAREHOUSE__URL": "postgresql+psycopg://lr:s3cret@db:5432/lr"}
     result = run("config", "--json", home=tmp_path, env=env)

@@ -7,11 +7,13 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from loanrisk import __version__
 from loanrisk.cli.app import app
-from loanrisk.cli.common import JsonOption, emit_json, err, out, resources, setting_help
+from loanrisk.cli.common import JsonOption, emit_json, err, fail, out, resources, setting_help
+from loanrisk.config import ApiKey
 
 
 @app.command()
@@ -91,6 +93,11 @@ def apikey(
 
     key, digest = new_key()
     entry = {"name": name, "sha256": digest, "scopes": [s.strip() for s in scopes.split(",")]}
+    try:  # what the settings will accept, checked now rather than when the service starts
+        ApiKey.model_validate(entry)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise fail(problems) from exc
     out.print(f"key (give it to {name}; it is not stored anywhere): {key}")
     out.print("add to LOANRISK_SERVING__API_KEYS (a JSON list):")
     sys.stdout.write(json.dumps([entry]) + "\n")
