@@ -91,6 +91,13 @@ def test_errors_are_one_clear_line_and_exit_non_zero(tmp_path: Path):
     )
     assert made.returncode == 1 and "--start must look like YYYY-MM" in made.stderr
 
+    # A monitoring window that ends before it starts, or overflows a date, is refused (a
+    # negative one ran, a huge one was an OverflowError traceback).
+    for window in ("-5d", "0d", "99999999999d", "1e3d"):
+        watched = run("monitor", f"--window={window}", home=home)
+        assert watched.returncode == 1 and "Traceback" not in watched.stderr, watched.stderr
+        assert watched.stderr.startswith("error: --window must look like 30d or 12h")
+
     # A path that cannot be written is one line naming it, not an OSError traceback.
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 import time
 from enum import StrEnum
@@ -34,6 +35,8 @@ from loanrisk.cli.render import print_monitoring, print_scoring, print_step
 from loanrisk.data.generate import GeneratorConfig, write_generated
 from loanrisk.errors import NothingToDo
 from loanrisk.pipeline import PipelineHooks, PipelineResult, run_pipeline
+
+WINDOW_DAYS_MAX = 36_500  # a hundred years: longer than any loan book's history
 
 
 class Engine(StrEnum):
@@ -157,11 +160,13 @@ def monitor_command(
     """
     from loanrisk.monitoring.monitor import monitor
 
-    try:
-        amount, unit = float(window[:-1]), window[-1]
-        days = {"d": amount, "h": amount / 24}[unit]
-    except (ValueError, KeyError):
-        raise fail(f"--window must look like 30d or 12h, got {window!r}") from None
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([dh])", window.strip())
+    days = float(found[1]) / (24 if found[2] == "h" else 1) if found else 0.0
+    if not 0 < days <= WINDOW_DAYS_MAX:  # a window that ends before it starts means nothing
+        raise fail(
+            f"--window must look like 30d or 12h: more than nothing and at most "
+            f"{WINDOW_DAYS_MAX:,} days; got {window!r}"
+        )
     if fail_on not in (None, "drift", "performance", "any"):
         raise fail("--fail-on must be drift, performance or any")
     run = resources(ctx)
