@@ -254,7 +254,9 @@ class MonitoringSettings(BaseModel):
         default=0.3, ge=0, le=1, description="Alert when this share of model inputs drifted."
     )
     score_psi_alert: float = Field(default=0.25, ge=0, description="Alert above this PD PSI.")
-    min_auc: float = Field(default=0.6, description="Alert when realised AUC falls below.")
+    min_auc: float = Field(
+        default=0.6, ge=0, le=1, description="Alert when realised AUC falls below."
+    )
     max_default_rate_gap: float = Field(
         default=0.05,
         ge=0,

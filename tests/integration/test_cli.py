@@ -120,6 +120,11 @@ def test_a_key_that_could_do_nothing_is_refused_where_it_is_made_and_where_it_is
         "must be the 64 hex digits of a SHA-256"
     ), started.stderr
     assert "serving.api_keys.0.scopes.0 (LOANRISK_SERVING__API_KEYS)" in started.stderr
+    never = run("status", home=tmp_path, env={"LOANRISK_MONITORING__MIN_AUC": "5"})
+    assert never.returncode == 1 and never.stderr.strip() == (  # an AUC alert that always fires
+        "error: invalid settings: monitoring.min_auc (LOANRISK_MONITORING__MIN_AUC): "
+        "Input should be less than or equal to 1"
+    )
 
 
 def test_config_masks_secrets(tmp_path: Path):
