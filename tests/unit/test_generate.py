@@ -170,6 +170,9 @@ def test_same_seed_same_bytes(tmp_path: Path, suffix: str):
         ({"rows": 10, "drift": -1}, "--drift"),
         ({"rows": 10, "start": "2015-01", "as_of": "2014-01"}, "--as-of 2014-01 is before"),
         ({"rows": 10, "dirty_share": 0.9}, "--dirty-share"),
+        # were a numpy ValueError traceback each
+        ({"rows": 10, "months": 100_000}, "--months 100000 from --start 2015-01 runs past 2100-12"),
+        ({"rows": 10, "seed": -1}, "--seed must be 0 or more"),
     ],
 )
 def test_bad_options_are_named(kwargs, message):

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from loanrisk.data import formats
 from loanrisk.errors import LoanriskError
 
 BLOCK_ROWS = 100_000
@@ -250,7 +251,15 @@ class GeneratorConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 0.5:
                 raise LoanriskError(f"--{name.replace('_', '-')} must be in [0, 0.5], got {value}")
+        if self.seed < 0:
+            raise LoanriskError(f"--seed must be 0 or more, got {self.seed}")
         start = _month_number(self.start, "--start")
+        last = start + self.months - 1  # issue months stay where the parsers read dates
+        if last >= (formats.LAST_YEAR + 1) * 12:
+            raise LoanriskError(
+                f"--months {self.months} from --start {self.start} runs past "
+                f"{formats.LAST_YEAR}-12, the last month a loan file may hold"
+            )
         object.__setattr__(self, "start_month", start)
         as_of = start + self.months if self.as_of is None else _month_number(self.as_of, "--as-of")
         if as_of < start:
