@@ -12,14 +12,21 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loanrisk.constants import BUILTIN_PROFILE, DEFAULT_HOME, ENV_PREFIX, MODEL_NAME
 from loanrisk.errors import ConfigError
 
 
-class WarehouseSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section. Values are checked when assigned too: a command-line option
+    overrides a setting by assignment, and must meet the same bounds as its variable."""
+
+    model_config = ConfigDict(validate_assignment=True)
+
+
+class WarehouseSettings(_Section):
     """Where the medallion warehouse lives."""
 
     url: SecretStr | None = Field(
@@ -32,7 +39,7 @@ class WarehouseSettings(BaseModel):
     echo_sql: bool = Field(default=False, description="Log every SQL statement (debugging).")
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(_Section):
     """How raw files are streamed into the warehouse."""
 
     chunk_size: int = Field(
@@ -61,7 +68,7 @@ class IngestSettings(BaseModel):
     )
 
 
-class MlflowSettings(BaseModel):
+class MlflowSettings(_Section):
     """Tracking and registry (MLflow)."""
 
     tracking_uri: str | None = Field(
@@ -76,11 +83,12 @@ class MlflowSettings(BaseModel):
     model_name: str = Field(default=MODEL_NAME, description="Registered model name.")
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(_Section):
     """How candidates are split, tuned and turned into decisions."""
 
     candidates: list[str] = Field(
         default=["logistic_regression", "xgboost", "lightgbm"],
+        min_length=1,
         description="Model families to compare.",
     )
     trials: int = Field(
@@ -131,7 +139,7 @@ class TrainingSettings(BaseModel):
     seed: int = Field(default=42, description="Random seed for splits and models.")
 
 
-class PromotionSettings(BaseModel):
+class PromotionSettings(_Section):
     """Gates a challenger must pass to become production."""
 
     min_auc: float = Field(default=0.60, description="Absolute floor for the challenger's AUC.")
@@ -174,7 +182,7 @@ class PromotionSettings(BaseModel):
 Scope = Literal["predict", "read", "outcomes"]
 
 
-class ApiKey(BaseModel):
+class ApiKey(_Section):
     """One API key, stored as the SHA-256 of the key (never the key itself).
 
     Checked when the settings load, so a mistyped scope or digest stops the service at
@@ -198,7 +206,7 @@ class ApiKey(BaseModel):
         return value
 
 
-class ServingSettings(BaseModel):
+class ServingSettings(_Section):
     """The scoring service."""
 
     host: str = Field(default="127.0.0.1", description="Interface to listen on.")
@@ -245,7 +253,7 @@ class ServingSettings(BaseModel):
     )
 
 
-class MonitoringSettings(BaseModel):
+class MonitoringSettings(_Section):
     """Drift and performance monitoring, alert thresholds."""
 
     window_days: float = Field(default=30.0, gt=0, description="Default window of predictions.")
@@ -270,7 +278,7 @@ class MonitoringSettings(BaseModel):
     )
 
 
-class DataSettings(BaseModel):
+class DataSettings(_Section):
     """Which dataset the warehouse holds."""
 
     profile: str = Field(
@@ -292,7 +300,7 @@ class DataSettings(BaseModel):
         return "profile" in self.model_fields_set
 
 
-class SparkSettings(BaseModel):
+class SparkSettings(_Section):
     """The Spark engine of ``loanrisk score --engine spark`` (the ``spark`` extra)."""
 
     master: str = Field(
@@ -313,6 +321,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",
+        validate_assignment=True,
     )
 
     home: Path = Field(

@@ -98,6 +98,18 @@ def test_errors_are_one_clear_line_and_exit_non_zero(tmp_path: Path):
         assert watched.returncode == 1 and "Traceback" not in watched.stderr, watched.stderr
         assert watched.stderr.startswith("error: --window must look like 30d or 12h")
 
+    # An option meets its setting's bounds (assigned, it skipped them: --trials -1 trained,
+    # --trials 10**20 ran on, --candidates '' was a ValueError traceback).
+    for args, message in [
+        (["train", "--trials", "-1"], "--trials: Input should be greater than or equal to 0"),
+        (["train", "--trials", str(10**20)], "--trials: Input should be less than or equal to 500"),
+        (["train", "--candidates", ""], "--candidates: List should have at least 1 item"),
+        (["ingest", "--chunk-size", "5", str(bad)], "--chunk-size: Input should be greater"),
+    ]:
+        refused = run(*args, home=home)
+        assert refused.returncode == 1, (args, refused.stderr)
+        assert refused.stderr.startswith(f"error: {message}"), (args, refused.stderr)
+
     # A path that cannot be written is one line naming it, not an OSError traceback.
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 import typer.core
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -148,6 +148,13 @@ def handles_errors(command: Command) -> Command:
             raise skipped(exc, bool(kwargs.get("as_json"))) from None
         except LoanriskError as exc:
             raise fail(exc) from exc
+        except ValidationError as exc:  # an option outside its setting's bounds
+            raise fail(
+                "; ".join(
+                    f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
+                    for e in exc.errors(include_url=False)
+                )
+            ) from exc
         except (ConnectionError, TimeoutError):
             raise  # the entry point says "retryable" (exit 75)
         except OSError as exc:  # a path that cannot be read or written: one line, exit 1
