@@ -418,6 +418,9 @@ def _text_of(column: pa.Array, name: str, url: str) -> pa.Array:
         text = as_text(column)
     except pa.ArrowInvalid as exc:  # e.g. bytes that are not UTF-8
         raise InputFileError(f"{url}: column {name!r} has no text form: {exc}") from exc
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return text  # cast from numbers or dates: valid by construction
     try:  # Parquet text must be UTF-8, but not every writer checks
         text.validate(full=True)
     except pa.ArrowInvalid as exc:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from loanrisk.modeling.recourse import recourse
 from loanrisk.monitoring import charts
 from loanrisk.monitoring.store import history, report_path
-from loanrisk.serving.bodies import ID_PATTERN
+from loanrisk.serving.bodies import ID_PATTERN, text_problem
 from loanrisk.serving.deps import service_of
 from loanrisk.serving.routes import ScoringError, score
 from loanrisk.serving.routes.records import logged_prediction
@@ -142,8 +142,8 @@ _ID = re.compile(ID_PATTERN)  # prediction and monitoring run ids
 
 def _query_text(value: str, name: str) -> str:
     """A filter as the database can compare it: PostgreSQL text cannot hold a NUL (a 500)."""
-    if "\x00" in value:
-        raise HTTPException(400, f"{name}: contains a NUL character")
+    if (problem := text_problem(value, len(value))) is not None:
+        raise HTTPException(400, f"{name}: {problem}")
     return value
 
 
