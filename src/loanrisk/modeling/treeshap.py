@@ -202,12 +202,17 @@ def _explain(x: Any, out: Any, t: Any, memo: Any) -> None:
     scratch = np.empty(65)
     values = np.empty(64)
     local = np.zeros(out.shape[1])  # one tree's contributions, by feature
-    for r in range(x.shape[0]):
-        row = x[r]
-        acc = out[r]
-        for tree in range(trees):
-            first = node_start[tree]
-            internal = node_start[tree + 1] - first
+    # Tree by tree over all the rows, so that one tree's nodes, tables and memo stay in
+    # the cache while they are used (row by row over all the trees, the memo's random
+    # reads over every tree missed the cache: 2.5x slower). Each row still adds its trees
+    # in tree order, so the sums are the same bits.
+    for tree in range(trees):
+        first = node_start[tree]
+        internal = node_start[tree + 1] - first
+        f0, f1 = tree_feature_start[tree], tree_feature_start[tree + 1]
+        for r in range(x.shape[0]):
+            row = x[r]
+            acc = out[r]
             key = 0
             for k in range(internal):
                 node = first + k
@@ -232,7 +237,6 @@ def _explain(x: Any, out: Any, t: Any, memo: Any) -> None:
                     else:
                         left[k] = value <= threshold[node]
                 key = (key << 1) | left[k]
-            f0, f1 = tree_feature_start[tree], tree_feature_start[tree + 1]
             # The tree's values depend on the row only through its decisions: seen
             # decisions are looked up (same bits as computing them: the same sums).
             at = -1
