@@ -3,6 +3,7 @@ command is: it opens the warehouse and the registry, runs one step and closes th
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from loanrisk import pipeline
@@ -43,7 +44,10 @@ def score(settings: Settings, source: str, **options: Any) -> Any:
 
     model = ProductionModel(Registry(settings))
     with Warehouse.open(settings) as warehouse:
-        return score_file(settings, warehouse, model, source, **options)
+        try:
+            return score_file(settings, warehouse, model, source, **options)
+        finally:  # the heap it set aside from the garbage collector is given back
+            assert gc.get_freeze_count() == 0
 
 
 def monitor(settings: Settings, **options: Any) -> Any:

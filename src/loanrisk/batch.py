@@ -8,6 +8,8 @@ version, so scoring the same input with the same model again adds nothing.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
 import time
@@ -130,8 +132,9 @@ def score_file(
             # COPY release the GIL.
             background = BackgroundWriter(conn, depth=2)
             try:
-                for chunk in chunks(progress.advance if progress else None):
-                    background.submit(outputs.job(_score_chunk(bundle, chunk, run)))
+                with _frozen_heap():
+                    for chunk in chunks(progress.advance if progress else None):
+                        background.submit(outputs.job(_score_chunk(bundle, chunk, run)))
             finally:
                 background.close()
             outputs.close()
@@ -146,6 +149,19 @@ def score_file(
             progress.finish()
     run.rows_per_second = round(run.rows_in / run.seconds, 1) if run.seconds else 0.0
     return run
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """The objects alive now (modules, the model, settings) set aside from the garbage
+    collector while the chunks are scored: its full collections walked them all again and
+    again (about 4 % of a 300,000-row run's CPU, alternating runs)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def new_run(
