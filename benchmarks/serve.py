@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
-from common import POSTGRES_URL, train_and_promote
+from common import APPLICATION_FIELDS, POSTGRES_URL, train_and_promote
 
 LOANRISK = str(Path(sys.executable).with_name("loanrisk"))
 BIN = str(Path(sys.executable).parent)
@@ -273,37 +273,9 @@ def main() -> None:
         import pandas as pd
 
         apps = pd.read_csv(loans, dtype=str, keep_default_na=False).head(100)
-        fields = [
-            "loan_amnt",
-            "term",
-            "int_rate",
-            "installment",
-            "grade",
-            "sub_grade",
-            "emp_length",
-            "home_ownership",
-            "annual_inc",
-            "verification_status",
-            "issue_d",
-            "purpose",
-            "zip_code",
-            "addr_state",
-            "dti",
-            "delinq_2yrs",
-            "earliest_cr_line",
-            "fico_range_low",
-            "fico_range_high",
-            "inq_last_6mths",
-            "open_acc",
-            "pub_rec",
-            "revol_bal",
-            "revol_util",
-            "total_acc",
-            "mort_acc",
-            "pub_rec_bankruptcies",
-            "application_type",
+        records = [
+            {k: r[k] for k in APPLICATION_FIELDS if r[k] != ""} for r in apps.to_dict("records")
         ]
-        records = [{k: r[k] for k in fields if r[k] != ""} for r in apps.to_dict("records")]
 
         mlflow_port, bare_port, loanrisk_port = free_port(), free_port(), free_port()
         log_path = tmp / "servers.log"
