@@ -162,6 +162,13 @@ def test_remembered_decisions_give_the_same_bits(monkeypatch) -> None:
         cramped = TreeShap(model.booster_, 40)
         assert np.array_equal(cramped(matrix), computed)
         assert np.array_equal(cramped(matrix), computed)
+    # A store with room for a few patterns per tree is shared by every tree, not filled
+    # by the first trees the kernel goes through.
+    monkeypatch.setattr(treeshap, "MEMO_VALUES", 40 * 64)
+    shared = TreeShap(model.booster_, 40)
+    assert np.array_equal(shared(matrix), computed)
+    remembered = shared._memos.get_nowait()[3][1:]
+    assert remembered.min() > 0, remembered
 
 
 def _kernels_in_a_fresh_process(env: dict[str, str]) -> str:

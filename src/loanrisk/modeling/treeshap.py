@@ -195,6 +195,7 @@ def _explain(x: Any, out: Any, t: Any, memo: Any) -> None:
     keys, found, store, used = memo
     trees = len(node_start) - 1
     slots = len(keys) // trees if trees else 0  # per tree; 0: no memo
+    share = len(store) // trees if trees else 0  # stored values per tree
     widest = 0
     for tree in range(trees):
         widest = max(widest, node_start[tree + 1] - node_start[tree])
@@ -275,8 +276,15 @@ def _explain(x: Any, out: Any, t: Any, memo: Any) -> None:
                                  pattern, values, scratch)  # fmt: skip
                     for j in range(d):
                         local[slot_feature[s0 + j]] += values[j]
-            # Remember it while the tree's slots are under 3/4 full and the store has room.
-            keep = at >= 0 and used[1 + tree] * 4 < slots * 3 and used[0] + f1 - f0 <= len(store)
+            # Remember it while the tree's slots are under 3/4 full and the tree's share of
+            # the store has room (a share each: going tree by tree, the first trees would
+            # otherwise fill the store and the last ones would never be remembered).
+            keep = (
+                at >= 0
+                and used[1 + tree] * 4 < slots * 3
+                and (used[1 + tree] + 1) * (f1 - f0) <= share
+                and used[0] + f1 - f0 <= len(store)
+            )
             if keep:
                 keys[at] = key
                 found[at] = used[0]
