@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -37,15 +38,13 @@ from typing import Any
 import sqlalchemy as sa
 from common import APPLICATION_FIELDS, POSTGRES_URL, train_and_promote
 
-HERE = Path(__file__).resolve().parent
 KEY = "bench-key"
 VARIANTS = {"bare": "bare", "encoded": "loanrisk, log encoded only", "durable": "loanrisk"}
 
 
 def _app(variant: str) -> Any:
     if variant == "bare":
-        sys.path.insert(0, str(HERE))
-        from bare import app_factory
+        from bare import app_factory  # beside this script, on its path
 
         return app_factory()
     from loanrisk.serving.main import app_factory as service
@@ -77,8 +76,6 @@ def _thread_cpu() -> dict[str, float]:
 
 
 async def _drive(variant: str, body: bytes, requests: int, concurrency: int) -> dict[str, Any]:
-    import threading
-
     app = _app(variant)
     messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     await messages.put({"type": "lifespan.startup"})

@@ -278,12 +278,12 @@ def _explain(x: Any, out: Any, t: Any, memo: Any) -> None:
                         local[slot_feature[s0 + j]] += values[j]
             # Remember it while the tree's slots are under 3/4 full and the tree's share of
             # the store has room (a share each: going tree by tree, the first trees would
-            # otherwise fill the store and the last ones would never be remembered).
+            # otherwise fill the store and the last ones would never be remembered; the
+            # shares add up to at most the store).
             keep = (
                 at >= 0
                 and used[1 + tree] * 4 < slots * 3
                 and (used[1 + tree] + 1) * (f1 - f0) <= share
-                and used[0] + f1 - f0 <= len(store)
             )
             if keep:
                 keys[at] = key
