@@ -178,6 +178,28 @@ def test_files_without_id_get_stable_content_keys(profile: Profile):
 
 
 @pytest.mark.unit
+def test_applications_are_judged_on_the_fields_scoring_reads(profile: Profile):
+    # A scoring file exported with outcome and post-origination columns, damaged there
+    # (or a profile that requires one): the rows are scored as the same applications
+    # without those columns, on both paths; a damaged field the model reads still refuses.
+    damaged = {"loan_status": "Paid??", "total_pymnt": "abc", "last_pymnt_d": "Foo-2001"}
+    read = {k: v for k, v in GOOD.items() if k not in ("loan_status", "total_pymnt")}
+    files = refine(raw_frame([GOOD | damaged, read]), profile, applications=True)
+    assert files.rejects.empty and len(files.silver) == 2
+    assert files.silver["loan_amnt"].tolist() == [5000.0, 5000.0]
+    assert files.silver["total_pymnt"].isna().all()  # not read, not kept
+    assert refine_record(GOOD | damaged, profile) == refine_record(read, profile)
+    assert refine_record(GOOD | damaged, profile)[1] == {}
+    required = profile.model_copy(deep=True)
+    required.columns["total_pymnt"].required = True
+    check_columns(list(read), required, applications=True)
+    with pytest.raises(InputFileError, match="total_pymnt missing"):
+        check_columns(list(read), required)  # loans, not applications: required
+    bad = refine(raw_frame([GOOD | damaged | {"annual_inc": "n.a."}]), profile, applications=True)
+    assert bad.rejects["reason"].tolist() == ["annual_inc: 'n.a.' is not a number"]
+
+
+@pytest.mark.unit
 def test_missing_required_columns_name_missing_and_found(profile: Profile):
     with pytest.raises(InputFileError) as info:
         check_columns(["name", "age"], profile, source="people.csv")

@@ -44,13 +44,14 @@ class RefineResult:
 
 
 def map_headers(
-    columns: Iterable[str], profile: Profile, *, source: str = "input"
+    columns: Iterable[str], profile: Profile, *, source: str = "input", applications: bool = False
 ) -> dict[str, str]:
-    """Raw header -> profile column for the headers the profile knows (by name or alias).
+    """Raw header -> profile column for the headers the profile knows (by name or alias);
+    with ``applications``, only the columns scoring reads (``Profile.reads``).
 
     Two headers that read as one profile column (the same name twice, or a name and its
     alias) are refused: which of them holds the value is anybody's guess."""
-    lookup = profile.header_lookup()
+    lookup = profile.header_lookup(applications=applications)
     mapping: dict[str, str] = {}
     first: dict[str, tuple[int, str]] = {}
     for position, raw in enumerate(map(str, columns), start=1):
@@ -71,9 +72,10 @@ def map_headers(
 def check_columns(
     columns: list[str], profile: Profile, *, source: str = "input", applications: bool = False
 ) -> dict[str, str]:
-    """Header mapping, or an error naming the required columns that are missing."""
-    mapping = map_headers(columns, profile, source=source)
-    required = [c for c in profile.required if not (applications and c == profile.target.column)]
+    """Header mapping, or an error naming the required columns that are missing (of
+    applications, only the required columns scoring reads: not the target)."""
+    mapping = map_headers(columns, profile, source=source, applications=applications)
+    required = [c for c in profile.required if not applications or profile.reads(c)]
     missing = [c for c in required if c not in mapping.values()]
     if missing:
         shown = ", ".join(repr(c) for c in columns[:12]) + (" ..." if len(columns) > 12 else "")
@@ -133,8 +135,10 @@ def _key_numbers(values: pd.Series) -> np.ndarray:
 def refine(raw: pd.DataFrame, profile: Profile, *, applications: bool = False) -> RefineResult:
     """Parse, validate and label raw rows; rows with any problem become rejects.
 
-    With ``applications=True`` the rows are new applications (scoring): the target may be
-    absent, and a row without an id gets a key derived from its content.
+    With ``applications=True`` the rows are new applications (scoring): only the columns
+    scoring reads are parsed and checked (``Profile.reads``: not the target, outcome or
+    protected columns a file may also hold), and a row without an id gets a key derived
+    from its content.
     """
     mapping = check_columns(list(map(str, raw.columns)), profile, applications=applications)
     by_name = {name: raw_name for raw_name, name in mapping.items()}
@@ -146,7 +150,7 @@ def refine(raw: pd.DataFrame, profile: Profile, *, applications: bool = False) -
             continue
         values, bad = parse_column(raw[by_name[name]], spec)
         typed[name] = values
-        if spec.required and not (applications and name == profile.target.column):
+        if spec.required:
             missing = values.isna() & ~values.index.isin(bad.index)
             bad = pd.concat([bad, pd.Series("required value is missing", index=raw.index[missing])])
         if len(bad):
@@ -164,25 +168,33 @@ def refine(raw: pd.DataFrame, profile: Profile, *, applications: bool = False) -
                 )
             )
 
-    silver = pd.DataFrame(index=raw.index)
-    silver[LOAN_ID] = loan_id
-    silver[SOURCE_ROW] = raw.index.astype("int64")
-    silver[VINTAGE] = (
-        typed[profile.vintage]
+    columns = {
+        LOAN_ID: loan_id,
+        SOURCE_ROW: pd.Series(raw.index.astype("int64"), index=raw.index),
+        VINTAGE: typed[profile.vintage]
         if profile.vintage in typed
-        else pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
-    )
-    silver[LABEL] = label
-    silver[TARGET_RAW] = target_raw
+        else pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]"),
+        LABEL: label,
+        TARGET_RAW: target_raw,
+    }
     for name in profile.silver_columns:
-        silver[name] = (
+        columns[name] = (
             typed[name] if name in typed else _empty(profile.columns[name].parser, raw.index)
         )
-
     rejects = _collect(problems, loan_id)
-    silver = silver.loc[~silver.index.isin(rejects[SOURCE_ROW])]
+    # Built at once, positionally (every column is indexed like ``raw``), then only the
+    # valid rows taken: inserting column by column and copying again cost more than parsing
+    # some of the columns.
+    silver = pd.DataFrame({n: _aligned(v, raw.index).array for n, v in columns.items()})
+    if len(rejects):
+        silver = silver.take(np.flatnonzero(~raw.index.isin(rejects[SOURCE_ROW])))
+        silver.index = pd.RangeIndex(len(silver))
     found = pd.concat(problems, ignore_index=True) if problems else _no_problems()
-    return RefineResult(silver=silver.reset_index(drop=True), rejects=rejects, problems=found)
+    return RefineResult(silver=silver, rejects=rejects, problems=found)
+
+
+def _aligned(values: pd.Series, index: pd.Index) -> pd.Series:
+    return values if values.index.equals(index) else values.reindex(index)
 
 
 def drop_duplicate_ids(silver: pd.DataFrame, seen: set[str] | frozenset[str]) -> RefineResult:

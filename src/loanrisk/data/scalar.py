@@ -161,9 +161,11 @@ def refine_record(
 ) -> tuple[dict[str, Typed], dict[str, str]]:
     """Typed profile columns of one application and the problems, by column name.
 
-    Like ``refine(..., applications=True)``: the target may be absent.
+    Like ``refine(..., applications=True)``: only the columns scoring reads
+    (``Profile.reads``) are parsed and required; ``lookup`` is
+    ``profile.header_lookup(applications=True)``, computed once by the caller.
     """
-    lookup = lookup if lookup is not None else profile.header_lookup()
+    lookup = lookup if lookup is not None else profile.header_lookup(applications=True)
     raw: dict[str, Any] = {}
     for key, value in record.items():
         name = lookup.get(key.strip().lower().replace(" ", "_"))
@@ -176,7 +178,7 @@ def refine_record(
         if problem is not None:
             problems[name] = problem
     for name in profile.required:
-        if name != profile.target.column and name not in problems and typed.get(name) is None:
+        if profile.reads(name) and name not in problems and typed.get(name) is None:
             problems[name] = "required value is missing"
     loan_id = typed.get(profile.id.column) if profile.id.column else None
     if isinstance(loan_id, str) and (problem := id_problem(loan_id)) is not None:

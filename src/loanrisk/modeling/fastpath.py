@@ -24,7 +24,7 @@ class FastScorer:
         self.bundle = bundle
         self.profile = bundle.profile
         self.spec = bundle.spec
-        self.lookup = self.profile.header_lookup()
+        self.lookup = self.profile.header_lookup(applications=True)
         self.level_codes = {
             name: {level: float(i) for i, level in enumerate(levels)}
             for name, levels in self.spec.levels.items()

@@ -410,13 +410,22 @@ class Profile(_Spec):
         """Model inputs in gold: feature columns then derived features."""
         return [*self.feature_columns, *self.derived]
 
-    def header_lookup(self) -> dict[str, str]:
-        """Normalised raw header (name or alias) -> profile column name."""
+    def header_lookup(self, *, applications: bool = False) -> dict[str, str]:
+        """Normalised raw header (name or alias) -> profile column name; with
+        ``applications``, only the columns an application is judged on (``reads``)."""
         return {
             normalise_header(raw): name
             for name, spec in self.columns.items()
+            if not applications or spec.role not in NOT_INPUTS
             for raw in [name, *spec.aliases]
         }
+
+    def reads(self, name: str) -> bool:
+        """Whether scoring reads column ``name`` of an application: its id and the fields
+        known when applying. Outcome, post-origination and protected columns are not read
+        (not parsed, not required), so a scoring file exported with them, or with damaged
+        values in them, is scored as the same applications sent to the service."""
+        return self.columns[name].role not in NOT_INPUTS
 
     def describe(self, feature: str) -> str:
         """Plain-language text for a feature (used by reason codes)."""
