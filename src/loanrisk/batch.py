@@ -32,7 +32,7 @@ from loanrisk.constants import LABEL, LOAN_ID, Alias, Table
 from loanrisk.data.readers import RawFile, describe, expand_sources, read_chunks, read_header
 from loanrisk.data.refine import check_columns
 from loanrisk.errors import LoanriskError
-from loanrisk.modeling.answers import SCORED_SCHEMA, score_table
+from loanrisk.modeling.answers import SCORED_SCHEMA, Answer, answer
 from loanrisk.predictions import log_table
 from loanrisk.registry import Registry
 from loanrisk.warehouse.bulk import write_arrow
@@ -127,9 +127,9 @@ def score_file(
                 return run
             if progress is not None:
                 progress.start(label, size)
-            # Output rows are built and written (Parquet, then the predictions table)
-            # on a background thread while the next chunk is scored: Arrow kernels and
-            # COPY release the GIL.
+            # Output rows get their JSON and are written (Parquet, then the predictions
+            # table) on a background thread while the next chunk is scored: Arrow
+            # kernels and COPY release the GIL.
             background = BackgroundWriter(conn, depth=2)
             try:
                 with _frozen_heap():
@@ -303,16 +303,28 @@ OUTPUT_SCHEMA = pa.schema(
 )
 
 
-def _score_chunk(bundle: ScoringBundle, chunk: pd.DataFrame, run: ScoringRun) -> pa.Table:
-    """Score one chunk and give its rows their ids; the writes are the writer's job."""
-    table = score_table(bundle, chunk)
-    rows = chunk.index.to_numpy()
-    valid = int(pc.sum(table["pd"].is_valid()).as_py() or 0)
+def _score_chunk(bundle: ScoringBundle, chunk: pd.DataFrame, run: ScoringRun) -> Scored:
+    """Score one chunk; its JSON documents and writes are the writer thread's job."""
+    scored = answer(bundle, chunk)
+    valid = int(scored.valid.sum())
     run.rows_in += len(chunk)
     run.rows_scored += valid
     run.rows_invalid += len(chunk) - valid
-    table = table.add_column(0, "source_row", pa.array(rows, pa.int64()))
-    return table.add_column(0, "prediction_id", prediction_ids(run.scoring_run_id, rows))
+    return Scored(scored, chunk.index.to_numpy())
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A chunk's answer and its rows' places in the input (source rows)."""
+
+    answer: Answer
+    rows: np.ndarray
+
+    def table(self, run_id: str) -> pa.Table:
+        """``score_table``'s rows, each with its prediction id and source row."""
+        table = self.answer.table()
+        table = table.add_column(0, "source_row", pa.array(self.rows, pa.int64()))
+        return table.add_column(0, "prediction_id", prediction_ids(run_id, self.rows))
 
 
 class _ChunkWriter:
@@ -322,8 +334,8 @@ class _ChunkWriter:
         self._path, self._run, self._name, self._now = path, run, name, now
         self._parquet: pq.ParquetWriter | None = None
 
-    def job(self, scored: pa.Table) -> Callable[[sa.Connection], None]:
-        return lambda conn: self.write(conn, scored)
+    def job(self, scored: Scored) -> Callable[[sa.Connection], None]:
+        return lambda conn: self.write(conn, scored.table(self._run.scoring_run_id))
 
     def close(self) -> None:
         if self._parquet is not None:

@@ -1,12 +1,14 @@
 """The packaged model's answers as a table: what batch scoring writes, for both engines.
 
 ``score_table`` is the one definition of a batch answer: ``loanrisk score`` calls it per
-chunk, the Spark engine through the registered model's pyfunc
-(``params={"output": "spark"}``), so both write the same Parquet and ``predictions`` rows.
+chunk (as ``answer`` then ``Answer.table``), the Spark engine through the registered
+model's pyfunc (``params={"output": "spark"}``), so both write the same Parquet and
+``predictions`` rows.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,33 +45,59 @@ def score_table(bundle: ScoringBundle, chunk: pd.DataFrame) -> pa.Table:
     """One chunk scored, one row per input row in order (``SCORED_SCHEMA``).
 
     The one definition of a batch answer, for both engines: ``loanrisk score`` calls it
-    per chunk, the Spark engine through the registered model's pyfunc
+    per chunk (in its two halves: ``answer`` while scoring, ``Answer.table`` on its writer
+    thread), the Spark engine through the registered model's pyfunc
     (``params={"output": "spark"}``), so the two write the same rows.
     """
+    return answer(bundle, chunk).table()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A chunk's answer before its JSON: the model's output frame, and what the prediction
+    log's documents are made of. ``table`` builds those documents (about a quarter of a
+    chunk's time, in Arrow kernels that release the GIL), so batch scoring leaves it to
+    the thread that writes the chunk while the next one is scored."""
+
+    out: pd.DataFrame  # OUTPUT_COLUMNS but reasons, one row per input row
+    chunk: pd.DataFrame  # the rows as read (text)
+    fields: list[str]  # the chunk's columns the model takes: the logged application
+    features: pd.DataFrame  # model inputs of the valid rows, in order
+    reasons: pa.Array  # per valid row, in order (``Decisions.reason_array``)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.out["pd"].notna().to_numpy()
+
+    def table(self) -> pa.Table:
+        valid, out = self.valid, self.out
+        at = np.full(len(out), -1, dtype=np.int64)  # each row's place among the scored rows
+        at[self.features.index.to_numpy()] = np.arange(len(self.features))
+        places = pa.array(at, mask=~valid)
+        reasons = self.reasons.take(places)
+        inputs = json_objects(self.fields, [arrow_column(self.chunk[f]) for f in self.fields])
+        columns = {
+            "loan_id": pc.cast(arrow_column(out["loan_id"]), pa.string()),
+            "pd": pa.array(out["pd"].to_numpy(), pa.float64(), from_pandas=True),
+            "default_class": pa.array(out["default_class"], pa.int64(), from_pandas=True),
+            "decision": pa.array(out["decision"], pa.string(), from_pandas=True),
+            "grade": pa.array(out["grade"], pa.string(), from_pandas=True),
+            "reasons": pc.if_else(reasons.is_null(), None, json_literals(reasons)),
+            "error": pa.array(out["error"], pa.string(), from_pandas=True),
+            "input": pc.if_else(pa.array(valid), inputs, None),
+            "features": frame_objects(self.features).take(places),
+        }
+        return pa.table(columns, schema=SCORED_SCHEMA)
+
+
+def answer(bundle: ScoringBundle, chunk: pd.DataFrame) -> Answer:
+    """A chunk scored: PDs, decisions, grades and reasons; its JSON is ``Answer.table``'s."""
     chunk = text_frame(chunk)
     out, features, decided = bundle.scored(chunk)
-    valid = out["pd"].notna().to_numpy()
-    at = np.full(len(out), -1, dtype=np.int64)  # each row's place among the scored rows
-    at[features.index.to_numpy()] = np.arange(len(features))
-    reasons = (
-        decided.reason_array() if decided is not None else pa.array([], pa.list_(REASON))
-    ).take(pa.array(at, mask=~valid))
+    reasons = decided.reason_array() if decided is not None else pa.array([], pa.list_(REASON))
     # The application as sent: the fields the model takes (not outcome columns of a file).
     fields = [c for c in chunk.columns if c in bundle.input_fields()]
-    inputs = json_objects(fields, [arrow_column(chunk[field]) for field in fields])
-    features_json = frame_objects(features).take(pa.array(at, mask=~valid))
-    columns = {
-        "loan_id": pc.cast(arrow_column(out["loan_id"]), pa.string()),
-        "pd": pa.array(out["pd"].to_numpy(), pa.float64(), from_pandas=True),
-        "default_class": pa.array(out["default_class"], pa.int64(), from_pandas=True),
-        "decision": pa.array(out["decision"], pa.string(), from_pandas=True),
-        "grade": pa.array(out["grade"], pa.string(), from_pandas=True),
-        "reasons": pc.if_else(reasons.is_null(), None, json_literals(reasons)),
-        "error": pa.array(out["error"], pa.string(), from_pandas=True),
-        "input": pc.if_else(pa.array(valid), inputs, None),
-        "features": features_json,
-    }
-    return pa.table(columns, schema=SCORED_SCHEMA)
+    return Answer(out, chunk, fields, features, reasons)
 
 
 def text_frame(frame: pd.DataFrame) -> pd.DataFrame:
