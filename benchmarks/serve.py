@@ -11,7 +11,10 @@ auth, metrics or validation, same uvicorn and worker count); and `loanrisk serve
 durable prediction log (write-ahead file + PostgreSQL) on a fresh database. Each cell sends
 one application, or 100, per request from 1, 8 and 32 concurrent keep-alive clients for a
 bounded time, and reports requests/s, applications/s and p50/p99 latency, then ratios.
-At the end the `predictions` rows are counted against the applications loanrisk answered.
+Each loanrisk cell also says how its group commits went (the service's fsync histogram:
+how many, the mean, how many took over 50 ms, the slowest bucket): every answer waits for
+one, so a slow disk shows there and in the tail. At the end the `predictions` rows are
+counted against the applications loanrisk answered.
 Goals: issue 4, >= 10x MLflow's single-application throughput and p99 <= 50 ms at 32
 clients; issue 12, with the durable log >= 0.6x the bare limit at 1 app x 32 clients and,
 for 100-application requests at 32 clients, p99 <= 3x p50.
@@ -207,6 +210,38 @@ def served_applications(port: int) -> int:
     )
 
 
+FSYNC = "loanrisk_prediction_log_fsync_duration_seconds"
+
+
+def group_commits(port: int) -> dict[str, float]:
+    """The service's fsync histogram (all workers): cumulative counts by bucket bound
+    (``le`` as text), plus ``count`` and ``sum``."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{FSYNC}_bucket{{"):
+            found[line.split('le="', 1)[1].split('"', 1)[0]] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith((f"{FSYNC}_count ", f"{FSYNC}_sum ")):
+            found[line.split(" ", 1)[0].rsplit("_", 1)[1]] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def commit_summary(before: dict[str, float], after: dict[str, float]) -> str:
+    """A cell's group commits: how many, their mean, how many took over 50 ms, and the
+    bucket the slowest fell in (a slow disk shows in the answers' tail)."""
+    count = after.get("count", 0.0) - before.get("count", 0.0)
+    if not count:
+        return "no group commits"
+    mean = (after["sum"] - before.get("sum", 0.0)) / count * 1000
+    diff = {le: after[le] - before.get(le, 0.0) for le in after if le not in ("count", "sum")}
+    slow = count - diff.get("0.05", count)
+    slowest = min((float(le) for le, n in diff.items() if n == count), default=float("inf"))
+    bound = "> 2.5 s" if slowest == float("inf") else f"<= {slowest * 1000:g} ms"
+    return (
+        f"{count:,.0f} group commits, mean {mean:.2f} ms, {slow:,.0f} over 50 ms, slowest {bound}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="per cell")
@@ -364,9 +399,12 @@ def main() -> None:
             for name, (port, path, encode, headers) in targets.items():
                 body = encode(records[:size])
                 warm = generate(port, path, body, headers, 1, 1)
+                ours = name == "loanrisk serve"
+                commits = group_commits(port) if ours else {}
                 result = generate(port, path, body, headers, clients, args.seconds)
-                if name == "loanrisk serve":
+                if ours:
                     answered += (warm["ok"] + result["ok"]) * size
+                    result["commits"] = commit_summary(commits, group_commits(port))
                 table.append((name, size, clients, result))
                 # A server can still be working off requests the generator gave up on (MLflow
                 # queues seconds of them at 32 clients), and PostgreSQL may be vacuuming the
@@ -376,7 +414,7 @@ def main() -> None:
                 print(
                     f"  {name:<20} {size:>3} app(s)/req {clients:>2} clients: "
                     f"{result['rps']:8.1f} req/s p99 {result['p99']:7.1f} ms "
-                    f"errors {result['errors']}",
+                    f"errors {result['errors']}" + (f"; {result['commits']}" if ours else ""),
                     flush=True,
                 )
         time.sleep(2)  # replies still in flight when the generator stopped are answered

@@ -8,6 +8,7 @@ PostgreSQL database.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -210,4 +211,7 @@ def test_hostile_values_mixed_into_traffic_never_stop_the_log(served_home, postg
     assert ready.status_code == 200, ready.text
     assert "loanrisk_prediction_log_writer_up 1.0" in metrics
     assert "loanrisk_prediction_log_dead_letter_rows_total 0.0" in metrics
+    timed = r"^loanrisk_prediction_log_fsync_duration_seconds_count (\S+)$"
+    commits = re.search(timed, metrics, re.M)
+    assert commits is not None and float(commits.group(1)) >= 1  # group commits timed
     assert 'status="500"' not in metrics

@@ -91,13 +91,14 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    metrics = ServiceMetrics()
     app.state.service = Service(
         settings=settings,
         profile=profile,
         engine=warehouse.engine,
         application_model=application,
         models=ModelHolder(settings, Registry(settings)),
-        metrics=ServiceMetrics(),
+        metrics=metrics,
         prediction_log=PredictionLog(
             warehouse.engine,
             log_folder(settings.spool_dir, settings.warehouse_url),
@@ -106,6 +107,7 @@ def create_app(
             retry_seconds=serving.log_retry_seconds,
             recent_bytes=serving.recent_cache_bytes,
             commit_delay=serving.log_commit_delay_seconds,
+            on_fsync=metrics.fsync_duration.observe,
         ),
         templates=Jinja2Templates(directory=str(Path(__file__).parent / "templates")),
     )

@@ -22,6 +22,7 @@ from prometheus_client import (
 )
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+FSYNC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -94,6 +95,14 @@ class ServiceMetrics:
             "loanrisk_prediction_log_fsync_seconds_total",
             "Time spent writing and fsyncing the write-ahead log",
             "sum",
+        )
+        # Every answer waits for its group commit: a slow disk shows here first (and in
+        # the answers' tail latency).
+        self.fsync_duration = Histogram(
+            "loanrisk_prediction_log_fsync_duration_seconds",
+            "Each group commit of the write-ahead log: its write and fsync",
+            buckets=FSYNC_BUCKETS,
+            registry=self.registry,
         )
         self.failed_writes = gauge(
             "loanrisk_prediction_log_failed_writes_total",

@@ -42,6 +42,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -211,6 +212,7 @@ class PredictionLog:
         segment_bytes: int = 16 << 20,
         stuck_seconds: float = 60.0,
         commit_delay: float = 0.010,
+        on_fsync: Callable[[float], None] | None = None,
     ) -> None:
         self.engine = engine
         self.folder = folder
@@ -221,6 +223,7 @@ class PredictionLog:
         self.segment_bytes = segment_bytes
         self.stuck_seconds = stuck_seconds
         self.commit_delay = commit_delay
+        self.on_fsync = on_fsync  # each group commit's write + fsync time, in seconds
         self.metrics = LogMetrics()
         self._recent = _RecentRows(recent_bytes)
         # flusher side
@@ -383,8 +386,11 @@ class PredictionLog:
             written = os.write(segment.fd, view)
             view = view[written:]
         os.fdatasync(segment.fd)
+        elapsed = time.perf_counter() - started
         self.metrics.fsyncs += 1
-        self.metrics.fsync_seconds += time.perf_counter() - started
+        self.metrics.fsync_seconds += elapsed
+        if self.on_fsync is not None:
+            self.on_fsync(elapsed)
         rows = sum(len(lines) for lines, _, _ in waiting)
         with self._segments_lock:
             segment.synced += len(data)
