@@ -153,7 +153,7 @@ def _score(
     numbered = _numbered(frame)
     if numbered.rdd.getNumPartitions() < spark.sparkContext.defaultParallelism:
         numbered = numbered.repartition(spark.sparkContext.defaultParallelism)
-    fields = [c for c in frame.columns if c in model.bundle.input_fields()]
+    fields = [c for c in frame.columns if model.bundle.reads(c)]
     if not fields:
         raise InputFileError(f"{source}: none of its columns is an input of the model")
     answer = mlflow.pyfunc.spark_udf(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from loanrisk.data.build import build_features
 from loanrisk.data.generate import GeneratorConfig, generate_blocks
 from loanrisk.data.refine import refine
+from loanrisk.modeling.answers import score_table
 from loanrisk.modeling.estimators import fit_candidate
 from loanrisk.modeling.evaluate import Calibrator, fit_master_scale
 from loanrisk.modeling.features import fit_feature_spec, model_frame
@@ -81,6 +84,7 @@ def test_fast_path_equals_frame_path(data, real_data, name):
         sum(r["error"] is not None for r in bundle.fast().score(generated.to_dict("records"))) > 0
     )  # the dirty rows are refused on both paths
     _only_the_fields_matter(bundle, generated)
+    _the_record_keeps_every_field_read_as_spelled(bundle, generated.head(200))
 
 
 def _only_the_fields_matter(bundle: ScoringBundle, frame: pd.DataFrame) -> None:
@@ -106,3 +110,16 @@ def _numbers_where_possible(column: pd.Series) -> pd.Series:
         return pd.to_numeric(column)
     except (ValueError, TypeError):
         return column
+
+
+def _the_record_keeps_every_field_read_as_spelled(bundle: ScoringBundle, frame: pd.DataFrame):
+    """Headers spelled otherwise ('Loan Amnt', 'ANNUAL_INC') are read, so the logged
+    application (the decision record) holds them too, as sent; outcome columns are not."""
+    spelled = {"loan_amnt": "Loan Amnt", "annual_inc": "ANNUAL_INC", "loan_status": "Loan Status"}
+    plain = score_table(bundle, frame)
+    renamed = score_table(bundle, frame.rename(columns=spelled))
+    assert renamed["pd"].equals(plain["pd"]) and renamed["reasons"].equals(plain["reasons"])
+    row = next(i for i, v in enumerate(plain["input"].to_pylist()) if v is not None)
+    want, got = json.loads(plain["input"][row].as_py()), json.loads(renamed["input"][row].as_py())
+    assert got["Loan Amnt"] == want["loan_amnt"] and got["ANNUAL_INC"] == want["annual_inc"]
+    assert len(got) == len(want) and "Loan Status" not in got and "loan_status" not in want

@@ -96,7 +96,7 @@ def answer(bundle: ScoringBundle, chunk: pd.DataFrame) -> Answer:
     out, features, decided = bundle.scored(chunk)
     reasons = decided.reason_array() if decided is not None else pa.array([], pa.list_(REASON))
     # The application as sent: the fields the model takes (not outcome columns of a file).
-    fields = [c for c in chunk.columns if c in bundle.input_fields()]
+    fields = [c for c in chunk.columns if bundle.reads(c)]
     return Answer(out, chunk, fields, features, reasons)
 
 

@@ -23,7 +23,7 @@ from loanrisk.modeling.estimators import Candidate
 from loanrisk.modeling.evaluate import Calibrator
 from loanrisk.modeling.fastpath import FastScorer
 from loanrisk.modeling.features import FeatureSpec, model_frame
-from loanrisk.profiles.model import NOT_INPUTS, Profile
+from loanrisk.profiles.model import Profile, normalise_header
 
 OUTPUT_COLUMNS = ["loan_id", "pd", "default_class", "decision", "grade", "reasons", "error"]
 
@@ -41,17 +41,13 @@ class ScoringBundle:
     # A sample of training model inputs with their PDs: monitoring's reference.
     reference: pd.DataFrame | None = None
 
-    def input_fields(self) -> set[str]:
-        """Raw field names the model reads (headers and aliases, as in source files)."""
-        fields = self.__dict__.get("_fields")
-        if fields is None:
-            fields = self.__dict__["_fields"] = {
-                raw
-                for name, spec in self.profile.columns.items()
-                if spec.role not in NOT_INPUTS
-                for raw in (name, *spec.aliases)
-            }
-        return fields
+    def reads(self, header: str) -> bool:
+        """Whether the model reads the raw field ``header`` (a profile column scoring reads,
+        ``Profile.reads``, by name or alias, spelled as files may spell it)."""
+        lookup = self.__dict__.get("_lookup")
+        if lookup is None:
+            lookup = self.__dict__["_lookup"] = self.profile.header_lookup(applications=True)
+        return normalise_header(str(header)) in lookup
 
     def fast(self) -> FastScorer:
         """The compiled dict -> vector path (built once per loaded model)."""
@@ -61,7 +57,7 @@ class ScoringBundle:
         return scorer
 
     def __getstate__(self) -> dict[str, Any]:
-        cached = ("_fast", "_fields", "_reasons")
+        cached = ("_fast", "_lookup", "_reasons")
         return {k: v for k, v in self.__dict__.items() if k not in cached}
 
     def score_features(self, gold: pd.DataFrame) -> np.ndarray:
