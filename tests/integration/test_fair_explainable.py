@@ -93,7 +93,7 @@ def test_protected_attributes_are_never_inputs_and_proxies_only_on_request(world
     assert profile.proxy_columns == ["zip_code", "addr_state"]
     bundle = Registry(world["settings"]).load_bundle(world["trained"].version)
     assert not {"applicant_group", "zip_code", "addr_state"} & set(bundle.spec.columns)
-    assert "applicant_group" not in bundle.input_fields()
+    assert not bundle.reads("applicant_group")
     engine = sa.create_engine(f"sqlite:///{world['settings'].home / 'warehouse.db'}")
     with engine.connect() as conn:
         kept = conn.execute(sa.text("SELECT count(applicant_group) FROM silver_loans")).scalar()
@@ -267,8 +267,7 @@ def test_recourse_names_a_change_that_is_approved(world):
     scorer = bundle.fast()
     raw = pd.read_csv(world["applications"], dtype=str, keep_default_na=False).head(1_500)
     records = [
-        {k: v for k, v in r.items() if v != "" and k in bundle.input_fields()}
-        for r in raw.to_dict("records")
+        {k: v for k, v in r.items() if v != "" and bundle.reads(k)} for r in raw.to_dict("records")
     ]
     declined = [
         r for r, a in zip(records, scorer.score(records), strict=True) if a["decision"] == "decline"

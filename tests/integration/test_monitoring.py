@@ -108,7 +108,7 @@ def test_batch_log_rows_hold_the_application_and_model_inputs(
     raw.index = pd.RangeIndex(1, len(raw) + 1)
     bundle = Registry(settings).load_bundle(run.model_version)
     out, features = bundle.predict_with_features(raw)
-    fields = [c for c in raw.columns if c in bundle.input_fields()]
+    fields = [c for c in raw.columns if bundle.reads(c)]
     sample = logged.sample(200, random_state=0)
     for prediction_id, row in sample.iterrows():
         source_row = int(output.loc[prediction_id, "source_row"])
