@@ -198,9 +198,14 @@ def wait_quiet(idle_share: float = 0.9, limit: float = 30.0) -> float:
     return time.monotonic() - started
 
 
+def metrics_text(port: int) -> str:
+    """The service's /metrics (it covers every worker)."""
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
 def served_applications(port: int) -> int:
-    """The service's own count of answered applications (/metrics covers every worker)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    """The service's own count of answered applications."""
+    text = metrics_text(port)
     return int(
         sum(
             float(line.rsplit(" ", 1)[1])
@@ -216,7 +221,7 @@ FSYNC = "loanrisk_prediction_log_fsync_duration_seconds"
 def group_commits(port: int) -> dict[str, float]:
     """The service's fsync histogram (all workers): cumulative counts by bucket bound
     (``le`` as text), plus ``count`` and ``sum``."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    text = metrics_text(port)
     found: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith(f"{FSYNC}_bucket{{"):

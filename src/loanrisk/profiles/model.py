@@ -396,7 +396,7 @@ class Profile(_Spec):
         months, text). Outcome, post-origination and protected columns are left out, so an
         application scored later gets the id the warehouse gave it."""
         fields = sorted(
-            n for n, c in self.columns.items() if c.role not in NOT_INPUTS and c.role is not Role.ID
+            n for n, c in self.columns.items() if self.reads(n) and c.role is not Role.ID
         )
         numbers = [
             n
@@ -416,7 +416,7 @@ class Profile(_Spec):
         return {
             normalise_header(raw): name
             for name, spec in self.columns.items()
-            if not applications or spec.role not in NOT_INPUTS
+            if not applications or self.reads(name)
             for raw in [name, *spec.aliases]
         }
 
