@@ -9,9 +9,16 @@ from datetime import UTC, date, datetime
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
-from loanrisk.data.jsonrows import frame_objects, json_arrays, json_literals, json_objects
+from loanrisk.data.jsonrows import (
+    WHOLE_LIMIT,
+    frame_objects,
+    json_arrays,
+    json_literals,
+    json_objects,
+)
 from loanrisk.warehouse.ingest import bronze_payload
 
 pytestmark = pytest.mark.unit
@@ -46,6 +53,26 @@ def test_numbers_round_trip_and_non_finite_become_null():
     assert decoded[6:] == [None, None, None]
     assert loads(json_literals(pa.array([1, None, -(2**62)]))) == [1, None, -(2**62)]
     assert loads(json_literals(pa.array([True, False, None]))) == [True, False, None]
+
+
+def test_whole_numbers_are_spelled_as_the_shortest_round_trip_text():
+    """A column of whole float64 values takes the integer cast: the text must be exactly
+    what the shortest round-trip form gives, up to where that form turns to exponents."""
+    rng = np.random.default_rng(3)
+    magnitudes = 10.0 ** rng.integers(0, 10, size=20_000)
+    whole = np.trunc(rng.uniform(-1, 1, size=20_000) * magnitudes) + 0.0  # no -0.0
+    edges = [0.0, 1.0, -1.0, WHOLE_LIMIT - 1, -(WHOLE_LIMIT - 1), 2.0**31, -(2.0**31)]
+    numbers = pa.array([*whole, *edges, math.nan, math.inf, None], pa.float64())
+    finite = pc.is_finite(numbers)
+    shortest = pc.fill_null(pc.if_else(finite, pc.cast(numbers, pa.string()), None), "null")
+    assert json_literals(numbers).to_pylist() == shortest.to_pylist()
+    edge_text = ["0", "1", "-1", "9999999999", "-9999999999", "2147483648", "-2147483648"]
+    assert shortest.to_pylist()[-10:-3] == edge_text
+    # Columns the integer cast would spell differently keep the shortest form.
+    for other in ([5.0, -0.0], [5.0, WHOLE_LIMIT], [5.0, 0.5], [5.0, 1e300]):
+        array = pa.array(other, pa.float64())
+        assert json_literals(array).to_pylist() == pc.cast(array, pa.string()).to_pylist()
+    assert json_literals(pa.array([1e10, 3.0], pa.float32())).to_pylist() == ["1e+10", "3"]
 
 
 def test_dates_lists_dictionaries_and_objects():

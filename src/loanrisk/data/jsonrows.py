@@ -23,6 +23,9 @@ import pyarrow.compute as pc
 from loanrisk.data.parsers import to_arrow_text
 
 NULL = "null"
+# Below this size Arrow spells a whole float64 without an exponent ("10275", not
+# "1.0275e+4"); from 1e10 on it writes "1e+10".
+WHOLE_LIMIT = 1e10
 _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 
 
@@ -98,10 +101,10 @@ def _literals(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, bool]:
         return _literals(values.dictionary_decode())
     if pa.types.is_null(kind):
         return pa.repeat(pa.scalar(NULL), len(values)), False
+    if pa.types.is_float64(kind):
+        return _floats(values), False
     if pa.types.is_floating(kind):
-        finite = pc.is_finite(values)  # null for null, false for NaN and infinities
-        text = pc.if_else(finite, pc.cast(values, pa.string()), pa.scalar(None, pa.string()))
-        return pc.fill_null(text, NULL), False
+        return _floats(values, whole=False), False
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_decimal(kind):
         return pc.fill_null(pc.cast(values, pa.string()), NULL), False
     if pa.types.is_temporal(kind):
@@ -115,6 +118,28 @@ def _literals(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, bool]:
         objects = json_objects(names, [values.field(i) for i in range(kind.num_fields)])
         return pc.if_else(values.is_null(), pa.scalar(NULL), objects), False
     return _dumped(values.to_pylist()), False
+
+
+def _floats(values: pa.Array, *, whole: bool = True) -> pa.Array:
+    """Numbers as their shortest round-trip text; null, NaN and infinities as ``null``.
+
+    A float64 column of whole numbers under ``WHOLE_LIMIT`` in size (amounts, counts,
+    scores: most of a loan's fields) is spelled through the integer cast, which gives the
+    same text at a fraction of the cost of the shortest round-trip search."""
+    if whole:
+        numbers = values.to_numpy(zero_copy_only=False)  # nulls as NaN
+        finite = np.isfinite(numbers)
+        kept = numbers[finite]
+        if (
+            (np.abs(kept) < WHOLE_LIMIT).all()
+            and (np.trunc(kept) == kept).all()
+            and not (np.signbit(kept) & (kept == 0)).any()  # -0.0 is spelled "-0"
+        ):
+            integers = pa.array(np.where(finite, numbers, 0).astype(np.int64), mask=~finite)
+            return pc.fill_null(pc.cast(integers, pa.string()), NULL)
+    finite = pc.is_finite(values)  # null for null, false for NaN and infinities
+    text = pc.if_else(finite, pc.cast(values, pa.string()), pa.scalar(None, pa.string()))
+    return pc.fill_null(text, NULL)
 
 
 def _strings(text: pa.Array) -> tuple[pa.Array, bool]:

@@ -223,15 +223,16 @@ def _loan_ids(
     id_column = profile.id.column
     if id_column is not None and id_column in by_name:
         # Parquet and spreadsheets turn 1077501 into '1077501.0'; keep ids stable.
-        ids = _as_object(
-            pc.replace_substring_regex(clean_arrow(raw[by_name[id_column]]), r"^(\d+)\.0+$", r"\1"),
-            raw.index,
+        text = pc.replace_substring_regex(
+            clean_arrow(raw[by_name[id_column]]), r"^(\d+)\.0+$", r"\1"
         )
-        missing = ids.isna()
+        missing = pd.Series(text.is_null().to_numpy(zero_copy_only=False), index=raw.index)
         # An id holding a NUL is refused where the column is parsed, one too long to index
         # here; what the reject row keeps as its id must still be storable.
-        ids[ids.str.contains("\x00", regex=False, na=False).astype(bool)] = None
-        long = ids.str.len().gt(ID_MAX_CHARS).to_numpy(dtype=bool, na_value=False)
+        nul = pc.fill_null(pc.match_substring(text, "\x00"), False)
+        ids = _as_object(pc.if_else(nul, pa.scalar(None, pa.string()), text), raw.index)
+        long = pc.fill_null(pc.greater(pc.utf8_length(text), ID_MAX_CHARS), False)
+        long = long.to_numpy(zero_copy_only=False) & ~nul.to_numpy(zero_copy_only=False)
         if long.any():
             problems.append(
                 pd.DataFrame(
