@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 from loanrisk.data.parsers import to_arrow_text
 
 NULL = "null"
-# Below this size Arrow spells a whole float64 without an exponent ("10275", not
-# "1.0275e+4"); from 1e10 on it writes "1e+10".
+# Below this size Arrow spells a whole float64 without an exponent ("10275"); from 1e10
+# on it may write one ("1e+10", "1.2345678901e+10").
 WHOLE_LIMIT = 1e10
 _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
 
@@ -101,10 +101,8 @@ def _literals(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, bool]:
         return _literals(values.dictionary_decode())
     if pa.types.is_null(kind):
         return pa.repeat(pa.scalar(NULL), len(values)), False
-    if pa.types.is_float64(kind):
-        return _floats(values), False
     if pa.types.is_floating(kind):
-        return _floats(values, whole=False), False
+        return _floats(values), False
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_decimal(kind):
         return pc.fill_null(pc.cast(values, pa.string()), NULL), False
     if pa.types.is_temporal(kind):
@@ -120,13 +118,13 @@ def _literals(values: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, bool]:
     return _dumped(values.to_pylist()), False
 
 
-def _floats(values: pa.Array, *, whole: bool = True) -> pa.Array:
+def _floats(values: pa.Array) -> pa.Array:
     """Numbers as their shortest round-trip text; null, NaN and infinities as ``null``.
 
     A float64 column of whole numbers under ``WHOLE_LIMIT`` in size (amounts, counts,
     scores: most of a loan's fields) is spelled through the integer cast, which gives the
     same text at a fraction of the cost of the shortest round-trip search."""
-    if whole:
+    if pa.types.is_float64(values.type):
         numbers = values.to_numpy(zero_copy_only=False)  # nulls as NaN
         finite = np.isfinite(numbers)
         kept = numbers[finite]
