@@ -11,8 +11,11 @@ time per request, and each thread's:
 - **bare**: `benchmarks/bare.py`, the fast scorer behind a minimal ASGI app;
 - **loanrisk, log encoded only**: `loanrisk serve`'s app with `PredictionLog.record`
   replaced by the encoding of the rows (nothing written, nothing awaited);
+- **loanrisk, fsync inline**: the same app with each request's rows written and fsynced
+  on the request's own thread, one fsync a request (no flusher, no grouping);
 - **loanrisk**: `loanrisk serve`'s app with the durable log (write-ahead file with group
-  commit, writer thread into PostgreSQL on a fresh database).
+  commit, writer thread into PostgreSQL on a fresh database); the last column says how
+  many requests each fsync covered.
 
 No sockets, no load generator and no uvicorn: the difference between the last two rows is
 what the durable log costs the worker, which `serve.py` can only see mixed with
@@ -39,7 +42,12 @@ import sqlalchemy as sa
 from common import APPLICATION_FIELDS, POSTGRES_URL, train_and_promote
 
 KEY = "bench-key"
-VARIANTS = {"bare": "bare", "encoded": "loanrisk, log encoded only", "durable": "loanrisk"}
+VARIANTS = {
+    "bare": "bare",
+    "encoded": "loanrisk, log encoded only",
+    "inline": "loanrisk, fsync inline",
+    "durable": "loanrisk",
+}
 
 
 def _app(variant: str) -> Any:
@@ -58,11 +66,25 @@ def _encoded_only(app: Any) -> None:
 
     log = app.service.prediction_log
 
-    async def record(rows: list[dict[str, Any]], *, expected: bool = False) -> None:
+    async def record(rows: list[dict[str, Any]]) -> None:
         encode_rows(rows)
 
     log.record = record
-    log.expect = log.unexpect = lambda: None
+
+
+def _inline(app: Any, folder: Path) -> None:
+    """The log of ``app`` reduced to writing and fsyncing its rows on the request's own
+    thread (no flusher, no writer): what durability costs without thread hand-overs."""
+    from loanrisk.serving.predlog import encode_rows
+
+    log = app.service.prediction_log
+    fd = os.open(folder / "inline.wal", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    async def record(rows: list[dict[str, Any]]) -> None:
+        os.write(fd, b"".join(encode_rows(rows)))
+        os.fdatasync(fd)
+
+    log.record = record
 
 
 def _thread_cpu() -> dict[str, float]:
@@ -89,6 +111,8 @@ async def _drive(variant: str, body: bytes, requests: int, concurrency: int) -> 
     await started.wait()
     if variant == "encoded":
         _encoded_only(app)
+    if variant == "inline":
+        _inline(app, Path(os.environ["LOANRISK_HOME"]))
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -130,17 +154,25 @@ async def _drive(variant: str, body: bytes, requests: int, concurrency: int) -> 
 
     await batches(max(requests // 4, concurrency))  # warm-up
     names = {str(t.native_id): t.name for t in threading.enumerate()}
+    metrics = app.service.prediction_log.metrics if variant != "bare" else None
+    fsyncs = metrics.fsyncs if metrics else 0
     before, cpu, wall = _thread_cpu(), time.process_time(), time.perf_counter()
     await batches(requests)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     after = _thread_cpu()
     done = requests // concurrency * concurrency
+    fsyncs = (metrics.fsyncs - fsyncs) if metrics else 0
     threads = {
         names.get(tid, tid): (after[tid] - before.get(tid, 0.0)) / done * 1e6 for tid in after
     }
     await messages.put({"type": "lifespan.shutdown"})
     await life
-    return {"cpu_us": cpu / done * 1e6, "wall_us": wall / done * 1e6, "threads": threads}
+    return {
+        "cpu_us": cpu / done * 1e6,
+        "wall_us": wall / done * 1e6,
+        "threads": threads,
+        "per_fsync": done / fsyncs if fsyncs else None,
+    }
 
 
 def child(variant: str, body_path: str, requests: int, concurrency: int) -> None:
@@ -199,13 +231,17 @@ def main() -> None:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         admin.dispose()
     print(f"\n{args.requests:,} requests per process, {args.concurrency} at a time, in-process\n")
-    print(f"{'app':<28} {'CPU µs/request, each round':<30} {'busiest threads (µs/request)'}")
+    print(
+        f"{'app':<28} {'CPU µs/request, each round':<30} "
+        f"{'busiest threads (µs/request)':<58} requests/fsync"
+    )
     for variant, label in VARIANTS.items():
         cpus = " / ".join(f"{r['cpu_us']:,.0f}" for r in results[variant])
         last = results[variant][-1]["threads"]
         busy = sorted(last.items(), key=lambda kv: -kv[1])[:3]
         threads = ", ".join(f"{name} {us:,.0f}" for name, us in busy if us >= 1)
-        print(f"{label:<28} {cpus:<30} {threads}")
+        groups = " / ".join(f"{r['per_fsync']:.1f}" for r in results[variant] if r["per_fsync"])
+        print(f"{label:<28} {cpus:<30} {threads:<58} {groups}")
 
 
 if __name__ == "__main__":

@@ -82,12 +82,30 @@ def test_a_recorded_row_is_on_disk_before_record_returns(warehouse_settings):
     assert not list(log.folder.glob("*.wal"))  # all written: nothing left to replay
 
 
+def _crowd(log: PredictionLog, name: str, size: int) -> int:
+    """Fsyncs for ``size`` requests that arrive together and score in turn (GIL free
+    while they score, as in LightGBM), as one event loop serves them."""
+
+    async def crowd() -> None:
+        async def one(i: int) -> None:
+            await asyncio.sleep(0)  # every request arrives...
+            time.sleep(0.003)  # ...and scores in turn
+            await log.record([_row(f"{name}-{i}")])
+
+        await asyncio.gather(*(one(i) for i in range(size)))
+
+    before = log.metrics.fsyncs
+    asyncio.run(crowd())
+    return log.metrics.fsyncs - before
+
+
 def test_a_lone_client_never_waits_for_the_commit_delay_and_a_crowd_shares_fsyncs(
     sqlite_settings,
 ):
-    """Group commit: under load an fsync waits (at most commit_delay) for the requests
-    still scoring and for as many as the last one covered; one client at a time waits for
-    nobody. The delay here is 0.5 s, so a lone client made to wait would take 10 s."""
+    """Group commit: the requests one pass of the event loop served share one fsync, and
+    under load an fsync waits (at most commit_delay) for as many requests as the last one
+    covered; one client at a time waits for nobody. The delay here is 0.5 s, so a lone
+    client made to wait would take 10 s."""
     commits: list[float] = []
     log = _log(sqlite_settings, commit_delay=0.5, on_fsync=commits.append)
     log.start()
@@ -99,23 +117,27 @@ def test_a_lone_client_never_waits_for_the_commit_delay_and_a_crowd_shares_fsync
         assert log.metrics.fsyncs == 20
         # Each group commit's time is reported (the service's fsync histogram).
         assert len(commits) == 20 and sum(commits) == pytest.approx(log.metrics.fsync_seconds)
-
-        async def crowd() -> None:
-            async def one(i: int) -> None:
-                log.expect()  # as the service does before it scores
-                await asyncio.sleep(0)  # every request arrives...
-                time.sleep(0.003)  # ...and scores in turn (the GIL free, as in LightGBM)
-                await log.record([_row(f"crowd-{i}")], expected=True)
-
-            await asyncio.gather(*(one(i) for i in range(40)))
-
-        before = log.metrics.fsyncs
-        asyncio.run(crowd())
-        crowd_fsyncs = log.metrics.fsyncs - before
+        crowd_fsyncs = _crowd(log, "crowd", 40)
     finally:
         log.stop()
     assert lone_seconds < 5.0, f"20 lone requests took {lone_seconds:.1f} s"
     assert crowd_fsyncs <= 4, f"40 concurrent requests took {crowd_fsyncs} fsyncs"
+
+
+def test_requests_served_in_one_pass_of_the_loop_share_an_fsync_without_a_delay(
+    sqlite_settings,
+):
+    """With no commit delay at all, the rows are handed to the flusher only once the loop
+    has served every request that was ready with them: 40 requests, one or two fsyncs,
+    not one each (a flusher woken by the first row would take it alone while the others
+    score)."""
+    log = _log(sqlite_settings, commit_delay=0.0)
+    log.start()
+    try:
+        fsyncs = _crowd(log, "pass", 40)
+    finally:
+        log.stop()
+    assert fsyncs <= 2, f"40 requests served in one pass took {fsyncs} fsyncs"
 
 
 def test_rows_the_database_refuses_are_dead_lettered_and_the_rest_written(warehouse_settings):

@@ -3,12 +3,13 @@
 Durable before answered. A request's rows are encoded as lines of PostgreSQL's COPY text
 format (which also proves they can be stored: no NUL, no lone surrogate, no NaN) and
 handed to one flusher thread, which appends them to this process's write-ahead segment
-and calls ``fdatasync``; the request is answered only after that. Requests that arrive
-while an fsync runs share the next one (group commit). Before an fsync the flusher waits,
-at most ``commit_delay``, for the requests now scoring (they announce themselves with
-``expect``) and, under load, for as many requests as the last fsync covered. So one
-fsync covers several requests when the service is busy, and a lone client waits for
-nobody.
+and calls ``fdatasync``; the request is answered only after that. Group commit: a
+request's rows are released to the flusher only once its event loop has run every step
+that was ready with it (a ``call_soon`` callback), so the requests one pass of the loop
+served share an fsync, and so do those that arrive while an fsync runs. Under load the
+flusher also waits, at most ``commit_delay``, for as many requests as the last fsync
+covered. So one fsync covers many requests when the service is busy, and a lone client
+waits for nobody.
 
 A writer thread tails the segments into ``predictions`` in batches and deletes a segment
 once all its rows are in. The segment bytes *are* the COPY stream: on PostgreSQL a batch
@@ -232,10 +233,13 @@ class PredictionLog:
         self._gathering = False
         self._want = 0
         self._last_group = 0
-        self._expected = 0  # requests scoring now whose rows have not been handed over
         self._waiting: list[
             tuple[list[bytes], asyncio.AbstractEventLoop, asyncio.Future[None]]
         ] = []
+        self._appended = 0  # requests handed over, ever
+        self._released = 0  # of those, the ones their loop has released to the flusher
+        self._taken = 0  # of those, the ones the flusher has taken
+        self._releasing: set[asyncio.AbstractEventLoop] = set()  # loops with a release due
         self._stopping = False
         # segments: shared by the flusher (appends) and the writer (tails, deletes)
         self._segments: list[_Segment] = []
@@ -257,40 +261,37 @@ class PredictionLog:
         self._flusher.start()
         self._writer.start()
 
-    def expect(self) -> None:
-        """A request is about to score: a group commit starting now should wait for it."""
-        self._expected += 1
-
-    def unexpect(self) -> None:
-        """An expected request will not record after all (it failed before)."""
-        self._expected -= 1
-
-    async def record(self, rows: list[dict[str, Any]], *, expected: bool = False) -> None:
+    async def record(self, rows: list[dict[str, Any]]) -> None:
         """Make ``rows`` durable (fsynced to the write-ahead log); return only then.
 
         Raises ``UnstorableRow`` before anything is written when a row cannot be stored,
         and ``LogUnavailable`` when the write-ahead log cannot be written.
         """
-        try:
-            lines = encode_rows(rows)
-        except UnstorableRow:
-            if expected:
-                self.unexpect()
-            raise
+        lines = encode_rows(rows)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         with self._cond:
-            if expected:
-                self._expected -= 1
             if self._stopping or not self._flusher.is_alive():
                 raise LogUnavailable("the prediction log is not running")
             self._waiting.append((lines, loop, done))
-            # Wake an idle flusher, or a gathering one once everybody it waits for is here.
-            if self._flusher_idle or (self._gathering and len(self._waiting) >= self._want):
-                self._cond.notify()
+            self._appended += 1
+        if loop not in self._releasing:
+            self._releasing.add(loop)
+            loop.call_soon(self._release, loop)
         await done
         for row, line in zip(rows, lines, strict=True):
             self._recent.put(row["prediction_id"], line)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called back once ``loop`` has run every step that was ready when a request
+        recorded, so the requests it was serving meanwhile have recorded too: the flusher
+        may take them all for one fsync."""
+        self._releasing.discard(loop)
+        with self._cond:
+            self._released = self._appended
+            # Wake an idle flusher, or a gathering one once everybody it waits for is here.
+            if self._flusher_idle or (self._gathering and len(self._waiting) >= self._want):
+                self._cond.notify()
 
     def recent(self, prediction_id: str) -> dict[str, Any] | None:
         """A prediction answered lately, whether or not it is in the database yet."""
@@ -347,21 +348,22 @@ class PredictionLog:
     def _flush_loop(self) -> None:
         while True:
             with self._cond:
-                while not self._waiting and not self._stopping:
+                while self._released == self._taken and not self._stopping:
                     self._flusher_idle = True
                     self._cond.wait()
                 self._flusher_idle = False
                 if not self._waiting and self._stopping:
                     return
-            with self._cond:
-                # Wait (at most commit_delay) for the requests now scoring, and under load
-                # for as many as the last fsync covered: fewer, larger fsyncs when busy.
-                self._want = max(self._last_group, len(self._waiting) + self._expected)
+                # Under load, wait (at most commit_delay) for as many requests as the last
+                # fsync covered: fewer, larger fsyncs when busy; a lone client waits for
+                # nobody.
+                self._want = max(self._last_group, len(self._waiting))
                 if self.commit_delay and len(self._waiting) < self._want and not self._stopping:
                     self._gathering = True
                     self._cond.wait(self.commit_delay)
                     self._gathering = False
                 waiting, self._waiting = self._waiting, []
+                self._taken = self._appended
             self._last_group = len(waiting)
             error: BaseException | None = None
             try:

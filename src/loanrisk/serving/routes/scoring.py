@@ -66,14 +66,9 @@ async def score_records(
 ) -> tuple[str, list[dict[str, Any]]]:
     """``score`` for callers that hold the service (the route and the fast lane)."""
     prediction_log = service.prediction_log
-    prediction_log.expect()  # a group commit starting now waits for these rows
+    rows, answers, request_id = _score(service, model, records, given_id, source, per_row)
     try:
-        rows, answers, request_id = _score(service, model, records, given_id, source, per_row)
-    except BaseException:
-        prediction_log.unexpect()
-        raise
-    try:
-        await prediction_log.record(rows, expected=True)
+        await prediction_log.record(rows)
     except UnstorableRow as exc:
         raise bodies.refuse(["body"], f"cannot be stored: {exc}") from exc
     for answer in answers:
