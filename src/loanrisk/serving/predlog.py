@@ -236,9 +236,7 @@ class PredictionLog:
         self._waiting: list[
             tuple[list[bytes], asyncio.AbstractEventLoop, asyncio.Future[None]]
         ] = []
-        self._appended = 0  # requests handed over, ever
-        self._released = 0  # of those, the ones their loop has released to the flusher
-        self._taken = 0  # of those, the ones the flusher has taken
+        self._released = 0  # requests in _waiting that their loop has released
         self._releasing: set[asyncio.AbstractEventLoop] = set()  # loops with a release due
         self._stopping = False
         # segments: shared by the flusher (appends) and the writer (tails, deletes)
@@ -274,7 +272,6 @@ class PredictionLog:
             if self._stopping or not self._flusher.is_alive():
                 raise LogUnavailable("the prediction log is not running")
             self._waiting.append((lines, loop, done))
-            self._appended += 1
         if loop not in self._releasing:
             self._releasing.add(loop)
             loop.call_soon(self._release, loop)
@@ -288,7 +285,7 @@ class PredictionLog:
         may take them all for one fsync."""
         self._releasing.discard(loop)
         with self._cond:
-            self._released = self._appended
+            self._released = len(self._waiting)
             # Wake an idle flusher, or a gathering one once everybody it waits for is here.
             if self._flusher_idle or (self._gathering and len(self._waiting) >= self._want):
                 self._cond.notify()
@@ -348,7 +345,7 @@ class PredictionLog:
     def _flush_loop(self) -> None:
         while True:
             with self._cond:
-                while self._released == self._taken and not self._stopping:
+                while not self._released and not self._stopping:
                     self._flusher_idle = True
                     self._cond.wait()
                 self._flusher_idle = False
@@ -362,8 +359,7 @@ class PredictionLog:
                     self._gathering = True
                     self._cond.wait(self.commit_delay)
                     self._gathering = False
-                waiting, self._waiting = self._waiting, []
-                self._taken = self._appended
+                waiting, self._waiting, self._released = self._waiting, [], 0
             self._last_group = len(waiting)
             error: BaseException | None = None
             try:
